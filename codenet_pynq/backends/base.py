@@ -1,0 +1,25 @@
+"""What every backend provides: pixels in, dequantized head maps out."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+
+
+class Backend:
+    """Runs the network on one letterboxed ``uint8`` (S, S, 3) BGR image.
+
+    ``run`` returns ``{"hm": (C, H, W) logits, "wh": (2, H, W), "reg": (2, H, W)}`` float32.
+    """
+
+    name = "base"
+
+    def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release hardware or sessions (idempotent)."""
+
+    def describe(self) -> str:
+        return self.name

@@ -1,0 +1,140 @@
+"""The user-facing API: ``Detector.load(path, backend="auto").detect(image)``."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from .artifact import Artifact, default_model_path, load_artifact
+from .decode import decode
+from .detections import Detections
+from .errors import ArtifactError, BackendError
+from .image_io import read_image, to_bgr_u8
+from .transforms import boxes_to_image, preprocess
+
+BACKENDS = ("auto", "fpga", "emulator", "cpu")
+ImageLike = Union[np.ndarray, str, os.PathLike]
+
+
+def _make_backend(artifact: Artifact, backend: str, **kw) -> Tuple[Any, str]:
+    """Construct the backend; returns (backend, reason it was chosen)."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "cpu":
+        from .backends.cpu import CpuBackend
+
+        return CpuBackend(artifact, **kw), "requested"
+    if backend == "emulator":
+        from .backends.emulator import EmulatorBackend
+
+        return EmulatorBackend(artifact, **kw), "requested"
+    if backend == "fpga":
+        from .backends.fpga import FpgaBackend
+
+        return FpgaBackend(artifact, **kw), "requested"
+    # auto: the FPGA when a board and a matching overlay are present, else the CPU
+    reason = ""
+    if artifact.quantized:
+        try:
+            from .backends.fpga import FpgaBackend, fpga_available
+
+            ok, why = fpga_available(artifact)
+            if ok:
+                return FpgaBackend(artifact, **kw), f"FPGA: {why}"
+            reason = why
+        except ImportError as e:
+            reason = f"FPGA backend unavailable ({e})"
+        except BackendError as e:
+            reason = f"FPGA backend failed to start ({e})"
+    else:
+        reason = "the artifact is a float model (the accelerator runs quantized models only)"
+    from .backends.cpu import CpuBackend
+
+    return CpuBackend(artifact, **kw), f"CPU fallback: {reason}"
+
+
+class Detector:
+    """A loaded model bound to a backend.
+
+    >>> det = Detector.load("model.codenet")           # doctest: +SKIP
+    >>> dets = det.detect("street.jpg")                 # doctest: +SKIP
+    >>> dets.boxes, dets.scores, dets.class_names, dets.timings   # doctest: +SKIP
+    """
+
+    def __init__(self, artifact: Artifact, backend: Any, reason: str = ""):
+        self.artifact = artifact
+        self.backend = backend
+        self.backend_reason = reason
+        dec = artifact.manifest.get("decode", {})
+        self.top_k = int(dec.get("top_k", 100))
+        self.score_threshold = float(dec.get("score_threshold", 0.3))
+        self._buf = np.zeros((artifact.input_size, artifact.input_size, 3), np.uint8)
+
+    @classmethod
+    def load(cls, path: Optional[str] = None, backend: str = "auto", **backend_kw) -> Detector:
+        """Load an artifact (default: the shipped model) on ``backend`` (auto, fpga, emulator, cpu)."""
+        if path is None:
+            path = default_model_path()
+            if path is None:
+                raise ArtifactError("no model given and no shipped default model found in codenet_pynq/models/; "
+                                    "pass the path of a .codenet file")
+        art = load_artifact(path)
+        be, reason = _make_backend(art, backend, **backend_kw)
+        return cls(art, be, reason)
+
+    @property
+    def class_names(self):
+        return self.artifact.class_names
+
+    @property
+    def input_size(self) -> int:
+        return self.artifact.input_size
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def describe(self) -> str:
+        why = f" [{self.backend_reason}]" if self.backend_reason else ""
+        return f"{self.backend.describe()}{why}"
+
+    def detect(self, image: ImageLike, score_threshold: Optional[float] = None, top_k: Optional[int] = None) -> Detections:
+        """Detect objects in a BGR image (array or file path); boxes in original image pixels."""
+        t0 = time.perf_counter()
+        if isinstance(image, (str, os.PathLike)):
+            image = read_image(image)
+        else:
+            image = to_bgr_u8(np.asarray(image))
+        pixels, meta = preprocess(image, self.input_size, out=self._buf)
+        t1 = time.perf_counter()
+        heads = self.backend.run(pixels)
+        t2 = time.perf_counter()
+        thr = self.score_threshold if score_threshold is None else float(score_threshold)
+        k = self.top_k if top_k is None else int(top_k)
+        boxes, scores, labels = decode(heads["hm"], heads["wh"], heads.get("reg"), k=k, score_threshold=thr)
+        boxes = boxes_to_image(boxes * self.artifact.down_ratio, meta)
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
+                   "total": (t3 - t0) * 1e3}
+        return Detections.from_labels(boxes, scores, labels, self.class_names, timings, image.shape[:2])
+
+    def heads(self, image: np.ndarray) -> Dict[str, np.ndarray]:
+        """Raw dequantized head maps for a BGR image (for tests and debugging)."""
+        pixels, _ = preprocess(to_bgr_u8(np.asarray(image)), self.input_size)
+        return self.backend.run(pixels)
+
+    def info(self) -> Dict[str, Any]:
+        return {**self.artifact.summary(), "backend": self.describe()}
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

@@ -1,0 +1,354 @@
+"""Robust image reading and writing: whatever the file holds, the caller gets BGR ``uint8`` H x W x 3.
+
+Reading is done in two steps: the file's bytes are read with Python (so missing, unreadable and
+empty files give clear errors and non-ASCII paths work on every platform), then decoded with
+``cv2.imdecode``.  The decoded pixels are converted as follows:
+
+* grayscale (H x W or H x W x 1) is repeated into 3 channels;
+* an alpha channel (gray+alpha, BGRA) is **composited over black**: ``bgr * alpha / max``,
+  rounded.  Fully transparent pixels become black, the same value the detector's letterbox
+  border has, and whatever colour an editor left under transparent pixels is ignored;
+* 16-bit integer images keep their 8 most significant bits (``>> 8``), i.e. a full-range
+  linear rescale of 0..65535 to 0..255 (no per-image stretching, so results do not depend on
+  the image's content);
+* floating point images (EXR, float TIFF, ...) are taken as 0..1, clipped, scaled by 255 and
+  rounded; NaN becomes 0.
+
+JPEG data is decoded with ``IMREAD_COLOR`` so that the EXIF orientation tag is applied (a phone
+photo comes out upright); JPEG has neither alpha nor more than 8 bits in practice.  Every other
+format is decoded with ``IMREAD_UNCHANGED`` and its orientation tag, if any, is ignored.
+
+Refused, with :class:`~codenet_pynq.errors.ImageReadError` naming the file: a missing path, a
+folder, an unreadable or empty file, data that is not an image / is corrupt / is truncated
+(a JPEG without its end marker, a PNG without its ``IEND`` chunk), images with more pixels than
+``max_pixels`` (checked from the header before decoding when the format is PNG, JPEG, BMP or
+GIF, so a decompression bomb is never decoded), and unsupported pixel types.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from .errors import ImageReadError, ImageWriteError, format_message
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "read_image",
+    "decode_image",
+    "to_bgr_u8",
+    "list_images",
+    "write_image",
+    "encode_image",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Default upper bound on width x height accepted by :func:`read_image` (100 megapixels).
+DEFAULT_MAX_PIXELS = 100_000_000
+
+#: File extensions (lower case, with the dot) that :func:`list_images` treats as images.
+IMAGE_EXTENSIONS: Tuple[str, ...] = (
+    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic", ".jp2",
+)
+
+_JPEG_SOI = b"\xff\xd8"
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+def read_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file and return it as a contiguous BGR ``uint8`` array of shape (H, W, 3).
+
+    ``max_pixels`` (default 100 megapixels, ``None`` for no limit) bounds width x height.
+    Raises :class:`ImageReadError` naming the file, the problem and what to do.
+    """
+    p = Path(os.fspath(path))
+    name = str(p)
+    if not p.exists():
+        raise ImageReadError(format_message(
+            name, "no such file", "check the path (relative paths are resolved from "
+            f"{os.getcwd()})"))
+    if p.is_dir():
+        raise ImageReadError(format_message(
+            name, "is a folder, not an image file", "pass one image file, or use list_images() "
+            "to iterate over the images in a folder"))
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(format_message(
+            name, f"cannot be read ({exc.strerror or exc})",
+            "check the file's permissions and that the disk is readable")) from exc
+    return decode_image(data, name=name, max_pixels=max_pixels)
+
+
+def decode_image(data: Union[bytes, bytearray, memoryview, np.ndarray], name: str = "<image bytes>",
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, ...) to BGR ``uint8`` (H, W, 3); see :func:`read_image`.
+
+    ``name`` is used in error messages (a path, a URL, a camera id).
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else \
+        np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+    if buf.size == 0:
+        raise ImageReadError(format_message(
+            name, "the file is empty (0 bytes)", "the download or copy probably failed; "
+            "get the image again"))
+    head = bytes(buf[:64])
+    is_jpeg = head.startswith(_JPEG_SOI)
+    size = _peek_size(buf)
+    if size is not None:
+        _check_pixels(name, size[0], size[1], max_pixels)
+    if is_jpeg and _jpeg_truncated(buf):
+        raise ImageReadError(format_message(
+            name, "the JPEG data is truncated (no end-of-image marker after the image data)",
+            "the file was cut short while downloading or copying; get the image again"))
+    if head.startswith(_PNG_SIG) and _png_truncated(buf):
+        raise ImageReadError(format_message(
+            name, "the PNG data is truncated (no IEND chunk at the end)",
+            "the file was cut short while downloading or copying; get the image again"))
+    flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED
+    try:
+        img = cv2.imdecode(buf, flags)
+    except cv2.error as exc:  # some codecs raise instead of returning None
+        raise ImageReadError(format_message(
+            name, f"cannot be decoded as an image (OpenCV: {str(exc).strip().splitlines()[-1]})",
+            _not_image_hint(head))) from exc
+    if img is None or img.size == 0:
+        raise ImageReadError(format_message(
+            name, "cannot be decoded: the data is not a supported image or is corrupt",
+            _not_image_hint(head)))
+    _check_pixels(name, img.shape[1], img.shape[0], max_pixels)
+    try:
+        return to_bgr_u8(img)
+    except ValueError as exc:
+        raise ImageReadError(format_message(name, str(exc), "convert the image to 8-bit RGB "
+                                            "(PNG or JPEG) and try again")) from exc
+
+
+def to_bgr_u8(img: np.ndarray) -> np.ndarray:
+    """Convert a decoded OpenCV image (any of the layouts and depths above) to BGR ``uint8`` (H, W, 3).
+
+    Raises ``ValueError`` for layouts / pixel types it cannot convert.
+    """
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"unsupported image layout {img.shape} (expected H x W with 1 to 4 channels)")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise ValueError(f"the image has no pixels (shape {img.shape})")
+    channels = img.shape[2]
+    u8 = _to_u8(img)
+    if channels in (2, 4):
+        color, alpha = u8[:, :, :-1], u8[:, :, -1:]
+        # round(color * alpha / 255) in integers: exact, no float rounding surprises
+        color = ((color.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+        u8 = color
+    if u8.shape[2] == 1:
+        u8 = np.repeat(u8, 3, axis=2)
+    return np.ascontiguousarray(u8)
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if img.dtype.kind == "f":
+        f = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        return np.rint(np.clip(f, 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise ValueError(f"unsupported pixel type {img.dtype} (supported: 8/16-bit unsigned, float)")
+
+
+def _check_pixels(name: str, width: int, height: int, max_pixels: Optional[int]) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(format_message(
+            name, f"the image is {width} x {height} = {width * height / 1e6:.1f} megapixels, more than "
+            f"the limit of {max_pixels / 1e6:g} megapixels",
+            "downscale the image first, or raise the limit with read_image(..., max_pixels=N) "
+            "(max_pixels=None disables it) if you have the memory"))
+
+
+def _not_image_hint(head: bytes) -> str:
+    text = head[:16].lstrip()
+    if text[:1] in (b"<", b"{", b"[") or text[:5].lower() in (b"<!doc", b"<html"):
+        return ("it looks like text (HTML/JSON/XML), e.g. an error page saved instead of the image; "
+                "download the image again")
+    return ("check that it opens in an image viewer; if it does, re-save it as PNG or JPEG, "
+            "otherwise get the image again")
+
+
+def _peek_size(buf: np.ndarray) -> Optional[Tuple[int, int]]:
+    """(width, height) from the header of PNG, JPEG, BMP or GIF data, else None. Never raises."""
+    try:
+        head = bytes(buf[:32])
+        if head.startswith(_PNG_SIG) and head[12:16] == b"IHDR":
+            w, h = struct.unpack(">II", head[16:24])
+            return int(w), int(h)
+        if head.startswith(b"GIF87a") or head.startswith(b"GIF89a"):
+            w, h = struct.unpack("<HH", head[6:10])
+            return int(w), int(h)
+        if head.startswith(b"BM") and len(head) >= 26:
+            w, h = struct.unpack("<ii", head[18:26])
+            return abs(int(w)), abs(int(h))
+        if head.startswith(_JPEG_SOI):
+            return _jpeg_scan(buf)[0]
+    except (struct.error, IndexError, ValueError):
+        return None
+    return None
+
+
+# SOFn markers carry the frame size; C4 (DHT), C8 (JPG extension) and CC (DAC) are not frames.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_scan(buf: np.ndarray) -> Tuple[Optional[Tuple[int, int]], int, str]:
+    """Walk JPEG marker segments up to the first SOS.
+
+    Returns ((width, height) or None, SOS offset or -1, status) with status ``"sos"`` (found),
+    ``"eof"`` (the data ended first: truncated) or ``"bad"`` (not a valid marker sequence).
+    """
+    data = memoryview(buf)
+    n = len(data)
+    pos = 2
+    size = None
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return size, -1, "bad"
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # standalone markers
+            pos += 2
+            continue
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        if length < 2:
+            return size, -1, "bad"
+        if marker in _SOF_MARKERS and pos + 9 <= n:
+            h = (data[pos + 5] << 8) | data[pos + 6]
+            w = (data[pos + 7] << 8) | data[pos + 8]
+            size = (w, h)
+        if marker == 0xDA:
+            return size, pos, "sos"
+        pos += 2 + length
+    return size, -1, "eof"
+
+
+def _jpeg_truncated(buf: np.ndarray) -> bool:
+    """True when the data ends before the first scan, or no end-of-image marker follows it.
+
+    Entropy-coded data never contains FF D9 (FF bytes are stuffed as FF 00), so the first FF D9
+    after the first SOS is the real end marker; EXIF thumbnails (inside APP1) are skipped.
+    """
+    _, sos, status = _jpeg_scan(buf)
+    if status == "eof":
+        return True
+    if status == "bad":
+        return False  # corrupt rather than truncated: the decoder reports it
+    return bytes(buf[sos:]).find(b"\xff\xd9") < 0
+
+
+def _png_truncated(buf: np.ndarray) -> bool:
+    """True when the chunk sequence ends (or a chunk is cut) before the IEND chunk."""
+    data = memoryview(buf)
+    n = len(data)
+    pos = 8
+    while pos + 8 <= n:
+        length = struct.unpack(">I", data[pos:pos + 4])[0]
+        if bytes(data[pos + 4:pos + 8]) == b"IEND":
+            return False
+        pos += 12 + length
+    return True
+
+
+def list_images(folder: PathLike, recursive: bool = False,
+                extensions: Iterable[str] = IMAGE_EXTENSIONS) -> List[Path]:
+    """Image files in ``folder`` (by extension, case-insensitive), sorted by path.
+
+    Hidden files (name starting with ``.``, e.g. macOS ``._x.jpg``) are skipped; with
+    ``recursive=True`` sub-folders are searched too (hidden folders skipped).
+    """
+    root = Path(os.fspath(folder))
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a folder"
+        raise ImageReadError(format_message(str(root), what, "pass an existing folder of images"))
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
+    found: List[Path] = []
+    if recursive:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            found.extend(Path(dirpath) / f for f in filenames
+                         if not f.startswith(".") and os.path.splitext(f)[1].lower() in exts)
+    else:
+        found = [e for e in root.iterdir()
+                 if not e.name.startswith(".") and e.suffix.lower() in exts and e.is_file()]
+    return sorted(found, key=lambda q: q.as_posix())
+
+
+def encode_image(img: np.ndarray, ext: str = ".png", params: Optional[Sequence[int]] = None) -> bytes:
+    """Encode an image array with OpenCV to the format of ``ext`` (``".jpg"``, ``".png"``, ...)."""
+    ext = ext if ext.startswith(".") else "." + ext
+    arr = np.asarray(img)
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise ImageWriteError(format_message(
+            "image", f"cannot encode an array of shape {arr.shape}", "pass an H x W or H x W x C image"))
+    try:
+        ok, enc = cv2.imencode(ext, np.ascontiguousarray(arr), list(params or []))
+    except cv2.error as exc:
+        raise ImageWriteError(format_message(
+            f"'{ext}'", f"OpenCV cannot encode a {arr.dtype} {arr.shape} image in this format "
+            f"({str(exc).strip().splitlines()[-1]})",
+            "use .png or .jpg with a uint8 BGR image")) from exc
+    if not ok:
+        raise ImageWriteError(format_message(
+            f"'{ext}'", f"OpenCV failed to encode a {arr.dtype} {arr.shape} image",
+            "use .png or .jpg with a uint8 BGR image"))
+    return enc.tobytes()
+
+
+def write_image(path: PathLike, img: np.ndarray, params: Optional[Sequence[int]] = None) -> Path:
+    """Write ``img`` (BGR) atomically to ``path``; the format comes from the extension.
+
+    The bytes are encoded in memory, written to a temporary file in the same folder and moved
+    into place with ``os.replace``, so a reader never sees a half-written file.  Missing parent
+    folders are created.  Returns the path.
+    """
+    p = Path(os.fspath(path))
+    if not p.suffix:
+        raise ImageWriteError(format_message(
+            str(p), "has no file extension, so the image format is unknown", "add .png or .jpg"))
+    try:
+        data = encode_image(img, p.suffix, params)
+    except ImageWriteError as exc:
+        raise ImageWriteError(f"{p}: {exc}") from exc
+    tmp_name = None
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix="." + p.name + ".", suffix=".tmp", dir=str(p.parent))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, (p.stat().st_mode & 0o777) if p.exists() else 0o644)
+        os.replace(tmp_name, p)
+        tmp_name = None
+    except OSError as exc:
+        raise ImageWriteError(format_message(
+            str(p), f"cannot be written ({exc.strerror or exc})",
+            "check that the folder is writable and the disk is not full")) from exc
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+    return p

@@ -1,0 +1,45 @@
+"""codenet-pynq: CoDeNet from training to a Zynq FPGA accelerator, with a bit-exact CPU fallback."""
+
+from setuptools import setup
+
+RUNTIME = [
+    "numpy>=1.21",
+    "opencv-python-headless>=4.5",
+    "onnxruntime>=1.16",
+    "matplotlib>=3.5",
+    "ipywidgets>=7.6",
+    "tqdm>=4.60",
+]
+TRAIN = ["torch>=2.1,<2.14", "onnx>=1.15", "pycocotools>=2.0.6", "pyyaml>=6.0"]
+DEV = ["pytest>=7", "ruff>=0.4", "hls4ml>=0.8"]
+
+setup(
+    name="codenet-pynq",
+    version="0.1.0",
+    description="CoDeNet detector: training, W4A8 quantization, FPGA accelerator on PYNQ, bit-exact CPU fallback",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.8",
+    packages=[
+        "codenet_pynq",
+        "codenet_pynq.backends",
+        "codenet_pynq.training",
+        "codenet_pynq.training.models",
+        "codenet_pynq.training.data",
+        "codenet_pynq.training.quant",
+        "codenet_pynq.training.eval",
+    ],
+    package_dir={"codenet_pynq": "codenet_pynq", "codenet_pynq.training": "training"},
+    package_data={"codenet_pynq": ["models/*.codenet", "samples/*"]},
+    include_package_data=True,
+    install_requires=RUNTIME,
+    extras_require={"train": TRAIN, "board": ["pynq>=2.7"], "dev": DEV + TRAIN},
+    entry_points={
+        "console_scripts": [
+            "codenet-pynq=codenet_pynq.cli:main",
+            "codenet-pynq-train=codenet_pynq.training.train:main",
+            "codenet-pynq-eval=codenet_pynq.training.evaluate:main",
+        ]
+    },
+)

@@ -1,0 +1,123 @@
+"""Export a trained model to a deployable ``.codenet`` artifact.
+
+``python -m codenet_pynq.training.export --config CFG --weights model_final.pth --out model.codenet``
+
+The float graph takes raw BGR ``uint8`` pixels NHWC ``[1, S, S, 3]`` (the letterboxed image)
+and returns ``hm`` (class logits), ``wh`` and ``reg`` as float32 NCHW at stride 4. With a
+quantized model (``quant.enabled``) the artifact also holds the integer program and the
+integer-exact graph (see :mod:`codenet_pynq.training.quant.export`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import warnings
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from codenet_pynq.artifact import FLOAT_GRAPH, write_artifact
+
+from .config import ExperimentConfig, load_config
+from .models import CoDeNet, build_model, conv_macs, count_parameters
+
+OPSET = 19
+OUTPUTS = ("hm", "wh", "reg")
+
+
+class PixelsToHeads(nn.Module):
+    """uint8 NHWC pixels -> (hm, wh, reg): the graph interface of every artifact."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor):
+        x = image.permute(0, 3, 1, 2).float()
+        out = self.model(x)
+        return out["hm"], out["wh"], out["reg"]
+
+
+def float_onnx_bytes(model: CoDeNet, input_size: int) -> bytes:
+    """Export the float model (eval mode) to ONNX opset 19 bytes."""
+    was_training = model.training
+    wrapper = PixelsToHeads(model).eval()  # the exporter restores the wrapper's mode afterwards
+    buf = io.BytesIO()
+    dummy = torch.zeros(1, input_size, input_size, 3, dtype=torch.uint8)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, dummy, buf, opset_version=OPSET, dynamo=False,
+                              input_names=["image"], output_names=list(OUTPUTS), do_constant_folding=True)
+    finally:
+        model.train(was_training)
+    return buf.getvalue()
+
+
+def base_manifest(cfg: ExperimentConfig, model: CoDeNet) -> Dict[str, Any]:
+    m = cfg.model
+    return {
+        "model": m.to_dict(),
+        "class_names": list(m.class_names),
+        "input_size": m.input_size,
+        "down_ratio": m.down_ratio,
+        "preprocess": {"type": "center_affine_letterbox", "color": "BGR", "layout": "NHWC", "dtype": "uint8",
+                       "pixel_mean": list(m.pixel_mean), "pixel_std": list(m.pixel_std),
+                       "normalisation": "inside the graph"},
+        "decode": {"top_k": 100, "score_threshold": 0.3, "outputs": {"hm": "logits", "wh": "pixels@stride4",
+                                                                      "reg": "pixels@stride4"}},
+        "graphs": {"float": FLOAT_GRAPH},
+        "quantized": False,
+        "stats": {"parameters": count_parameters(model), "macs": conv_macs(model, m.input_size),
+                  "float_bytes": 4 * count_parameters(model)},
+        "training": {"dataset": cfg.data.dataset, "output_dir": cfg.output_dir},
+    }
+
+
+def export_float(model: CoDeNet, cfg: ExperimentConfig, out_path: str, extra: Optional[Dict[str, Any]] = None) -> str:
+    """Write a float artifact for ``model``."""
+    manifest = base_manifest(cfg, model)
+    manifest.update(extra or {})
+    return write_artifact(out_path, manifest, {FLOAT_GRAPH: float_onnx_bytes(model, cfg.model.input_size)})
+
+
+def load_trained(cfg: ExperimentConfig, weights: str) -> CoDeNet:
+    from .train import load_checkpoint
+
+    model = build_model(cfg.model)
+    state = load_checkpoint(weights)["model"]
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m codenet_pynq.training.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="the experiment YAML the model was trained with")
+    p.add_argument("--weights", required=True, help="checkpoint (.pth), e.g. OUTPUT_DIR/model_final.pth")
+    p.add_argument("--out", required=True, help="output .codenet file")
+    p.add_argument("--metrics", help="JSON of evaluation results to record in the manifest")
+    p.add_argument("opts", nargs="*", help="config overrides")
+    a = p.parse_args(argv)
+    cfg = load_config(a.config, a.opts)
+    extra = {}
+    if a.metrics:
+        import json
+
+        with open(a.metrics, encoding="utf-8") as f:
+            extra["metrics"] = json.load(f)
+    if cfg.quant.enabled:
+        from .quant.export import export_quantized
+
+        export_quantized(cfg, a.weights, a.out, extra)
+    else:
+        export_float(load_trained(cfg, a.weights), cfg, a.out, extra)
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
