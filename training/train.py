@@ -210,11 +210,16 @@ class Trainer:
         self.start_iter = 0
         if resume:
             self._resume()
+        self._trim_metrics()
         if self.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         else:
             self.ddp = self.model
         self.train_set = build_dataset(cfg.data, cfg.model, "train", train=True)
+        if cfg.quant.enabled and not bool(unwrap(self.model).calibrated):
+            from .quant.qat import calibrate_from_loader
+
+            calibrate_from_loader(unwrap(self.model), self.loader(0), cfg.quant.calib_batches, device)
 
     # -- checkpoints
     def checkpoint_path(self, name: str = LAST) -> str:
@@ -241,6 +246,24 @@ class Trainer:
         log.info("resumed from %s at iteration %d", path, self.start_iter)
 
     # -- logging
+    def _trim_metrics(self) -> None:
+        """Keep only records up to ``start_iter`` (a resumed run rewrites what came after)."""
+        path = os.path.join(self.cfg.output_dir, "metrics.jsonl")
+        if self.rank != 0 or not os.path.isfile(path):
+            return
+        keep = []
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    if int(json.loads(line).get("iteration", 0)) <= self.start_iter:
+                        keep.append(line)
+                except ValueError:
+                    continue
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(keep)
+        os.replace(tmp, path)
+
     def log_metrics(self, record: Dict[str, Any]) -> None:
         if self.rank != 0:
             return

@@ -44,16 +44,18 @@ class CpuBackend(Backend):
         self.scales = self._scales()
 
     def _scales(self) -> Dict[str, float]:
+        """Head output scales of the integer graph (metadata ``codenet_int``, see docs/quantization.md)."""
         if self.graph_kind != "int":
             return {}
+        import json
+
         meta = self.session.get_modelmeta().custom_metadata_map
-        out = {}
-        for role in ("hm", "wh", "reg"):
-            key = f"{role}_scale"
-            if key not in meta:
-                raise BackendError(f"{self.artifact.path}: integer graph lacks metadata {key!r}; re-export it")
-            out[role] = float(meta[key])
-        return out
+        try:
+            outs = json.loads(meta["codenet_int"])["outputs"]
+            return {role: float(outs[role]["scale"]) for role in ("hm", "wh", "reg")}
+        except (KeyError, ValueError, TypeError) as e:
+            raise BackendError(f"{self.artifact.path}: the integer graph lacks valid 'codenet_int' metadata "
+                               f"({e}); re-export the artifact") from e
 
     def run_raw(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
         """Graph outputs by name, unchanged (integers for the integer graph)."""
