@@ -24,6 +24,7 @@ setup(
     packages=[
         "codenet_pynq",
         "codenet_pynq.backends",
+        "codenet_pynq.accel",
         "codenet_pynq.training",
         "codenet_pynq.training.models",
         "codenet_pynq.training.data",
@@ -31,7 +32,7 @@ setup(
         "codenet_pynq.training.eval",
     ],
     package_dir={"codenet_pynq": "codenet_pynq", "codenet_pynq.training": "training"},
-    package_data={"codenet_pynq": ["models/*.codenet", "samples/*"]},
+    package_data={"codenet_pynq": ["models/*.codenet", "samples/*", "accel/codenet_params.h"]},
     include_package_data=True,
     install_requires=RUNTIME,
     extras_require={"train": TRAIN, "board": ["pynq>=2.7"], "dev": DEV + TRAIN},

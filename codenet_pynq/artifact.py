@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from .errors import ArtifactError
+from .errors import ArtifactError, format_message
 
 FORMAT = "codenet-artifact"
 VERSION = 1
@@ -31,6 +31,8 @@ FLOAT_GRAPH = "model_float.onnx"
 INT_GRAPH = "model_int.onnx"
 PROGRAM_JSON = "program.json"
 PROGRAM_NPZ = "program.npz"
+#: Upper bound on the unpacked size of all members (a guard against zip bombs).
+MAX_UNPACKED_BYTES = 2 * 2**30
 REQUIRED = ("format", "version", "model", "class_names", "input_size", "down_ratio", "preprocess", "files")
 
 
@@ -110,10 +112,13 @@ def write_artifact(path: str, manifest: Dict[str, Any], files: Dict[str, bytes])
     os.makedirs(d, exist_ok=True)
     tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            z.writestr(MANIFEST, json.dumps(man, indent=1, sort_keys=True))
-            for name, data in sorted(files.items()):
-                z.writestr(name, data)
+        with open(tmp, "wb") as fh:
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                z.writestr(MANIFEST, json.dumps(man, indent=1, sort_keys=True))
+                for name, data in sorted(files.items()):
+                    z.writestr(name, data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -122,7 +127,7 @@ def write_artifact(path: str, manifest: Dict[str, Any], files: Dict[str, bytes])
 
 
 def _fail(path: str, problem: str, hint: str) -> ArtifactError:
-    return ArtifactError(f"{path}: {problem}. {hint}")
+    return ArtifactError(format_message(path, problem, hint))
 
 
 def load_artifact(path: str, verify: bool = True) -> Artifact:
@@ -143,8 +148,14 @@ def load_artifact(path: str, verify: bool = True) -> Artifact:
     try:
         z = zipfile.ZipFile(io.BytesIO(raw))
         names = set(z.namelist())
+        unpacked = sum(i.file_size for i in z.infolist())
+        if unpacked > MAX_UNPACKED_BYTES:
+            raise _fail(path, f"its members would unpack to {unpacked / 2**30:.1f} GiB, more than the "
+                        f"{MAX_UNPACKED_BYTES / 2**30:g} GiB an artifact may hold", "This is not a "
+                        "codenet-pynq artifact (or a damaged one); re-export it")
         files = {n: z.read(n) for n in names}
-    except (zipfile.BadZipFile, EOFError, zlib_error(), KeyError, OSError) as e:
+    except (zipfile.BadZipFile, EOFError, zlib_error(), KeyError, OSError, NotImplementedError,
+            RuntimeError) as e:  # NotImplementedError: unknown compression; RuntimeError: encrypted
         raise _fail(path, f"is not a readable .codenet artifact (truncated or corrupt zip: {e})",
                     "Re-export or copy the file again") from e
     if MANIFEST not in files:
@@ -163,7 +174,10 @@ def load_artifact(path: str, verify: bool = True) -> Artifact:
     if missing:
         raise _fail(path, f"{MANIFEST} lacks field(s) {missing}", "The file is damaged or from an unknown "
                     "tool; re-export it")
-    if not isinstance(man["version"], int) or man["version"] > VERSION:
+    if not isinstance(man["version"], int) or isinstance(man["version"], bool):
+        raise _fail(path, f"{MANIFEST}: version {man['version']!r} is not an integer", "The file is damaged "
+                    "or from an unknown tool; re-export it")
+    if man["version"] > VERSION:
         raise _fail(path, f"artifact version {man['version']} is newer than this codenet-pynq reads ({VERSION})",
                     "Upgrade codenet-pynq (pip install -U codenet-pynq)")
     if man["version"] < VERSION:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from typing import Any, Dict, Optional, Tuple, Union
@@ -19,41 +20,51 @@ BACKENDS = ("auto", "fpga", "emulator", "cpu")
 ImageLike = Union[np.ndarray, str, os.PathLike]
 
 
+def explain_auto(artifact: Artifact) -> Tuple[str, str]:
+    """Which backend ``auto`` picks for ``artifact`` and why, without starting it.
+
+    Returns ``(name, reason)``: ``("fpga", "FPGA: ...")`` when a board and a matching overlay are
+    present, else ``("cpu", "CPU fallback: ...")``.
+    """
+    if not artifact.quantized:
+        return "cpu", "CPU fallback: the artifact is a float model (the accelerator runs quantized models only)"
+    try:
+        from .backends.fpga import fpga_available
+    except ImportError as e:
+        return "cpu", f"CPU fallback: FPGA backend unavailable ({e})"
+    try:
+        ok, why = fpga_available(artifact)
+    except BackendError as e:
+        return "cpu", f"CPU fallback: cannot probe the FPGA ({e})"
+    return ("fpga", f"FPGA: {why}") if ok else ("cpu", f"CPU fallback: {why}")
+
+
+def _backend_class(name: str) -> Any:
+    """Import a backend class lazily; a missing module or dependency becomes a BackendError."""
+    module, cls = {"cpu": ("cpu", "CpuBackend"), "emulator": ("emulator", "EmulatorBackend"),
+                   "fpga": ("fpga", "FpgaBackend")}[name]
+    try:
+        mod = importlib.import_module(f"{__package__}.backends.{module}")
+    except ImportError as e:
+        raise BackendError(f"the {name} backend is not available in this installation ({e}); "
+                           "use --backend cpu (backend='cpu') or install what it needs") from e
+    return getattr(mod, cls)
+
+
 def _make_backend(artifact: Artifact, backend: str, **kw) -> Tuple[Any, str]:
     """Construct the backend; returns (backend, reason it was chosen)."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "cpu":
-        from .backends.cpu import CpuBackend
-
-        return CpuBackend(artifact, **kw), "requested"
-    if backend == "emulator":
-        from .backends.emulator import EmulatorBackend
-
-        return EmulatorBackend(artifact, **kw), "requested"
-    if backend == "fpga":
-        from .backends.fpga import FpgaBackend
-
-        return FpgaBackend(artifact, **kw), "requested"
+    if backend != "auto":
+        return _backend_class(backend)(artifact, **kw), "requested"
     # auto: the FPGA when a board and a matching overlay are present, else the CPU
-    reason = ""
-    if artifact.quantized:
+    name, reason = explain_auto(artifact)
+    if name == "fpga":
         try:
-            from .backends.fpga import FpgaBackend, fpga_available
-
-            ok, why = fpga_available(artifact)
-            if ok:
-                return FpgaBackend(artifact, **kw), f"FPGA: {why}"
-            reason = why
-        except ImportError as e:
-            reason = f"FPGA backend unavailable ({e})"
+            return _backend_class("fpga")(artifact, **kw), reason
         except BackendError as e:
-            reason = f"FPGA backend failed to start ({e})"
-    else:
-        reason = "the artifact is a float model (the accelerator runs quantized models only)"
-    from .backends.cpu import CpuBackend
-
-    return CpuBackend(artifact, **kw), f"CPU fallback: {reason}"
+            reason = f"CPU fallback: FPGA backend failed to start ({e})"
+    return _backend_class("cpu")(artifact, **kw), reason
 
 
 class Detector:

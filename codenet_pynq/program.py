@@ -266,7 +266,7 @@ class Program:
                            max_offset=int(doc["max_offset"]), meta=dict(doc.get("meta", {})))
         except ProgramError:
             raise
-        except (KeyError, TypeError, ValueError, OSError) as e:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, OSError) as e:
             raise ProgramError(f"{source}: malformed integer program ({type(e).__name__}: {e})") from e
         try:
             prog.validate()

@@ -11,6 +11,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from codenet_pynq.accel.compile import compile_program
+from codenet_pynq.accel.params import load_params
 from codenet_pynq.artifact import INT_GRAPH, PROGRAM_JSON, PROGRAM_NPZ, write_artifact
 from codenet_pynq.golden import conv_accumulator_bound, run_program
 from codenet_pynq.intmath import bits_for
@@ -45,15 +47,6 @@ def layer_report(program: Program) -> list:
 
 def check_hardware(program: Program) -> Dict[str, Any]:
     """Refuse a program the accelerator cannot run; returns the hardware parameters it fits."""
-    try:
-        from codenet_pynq.accel.compile import compile_program
-        from codenet_pynq.accel.params import load_params
-    except ImportError:  # accelerator package not present: contract-level checks only
-        params = {"max_offset": 8, "acc_bits": 32}
-        for row in layer_report(program):
-            if row["acc_bits"] > params["acc_bits"]:
-                raise QuantizationError(f"{row['layer']}: accumulator needs {row['acc_bits']} bits > 32")
-        return params
     params = load_params()
     try:
         compile_program(program, params)

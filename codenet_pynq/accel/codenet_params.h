@@ -1,0 +1,1 @@
+../../hls_src/codenet_params.h

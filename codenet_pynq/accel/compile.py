@@ -1,0 +1,881 @@
+"""Compile an integer layer program into the accelerator's DRAM image.
+
+Output (:class:`CompiledProgram`): a descriptor table (``n x DESC_WORDS`` uint32), a weight blob
+(packed int4/int8 weights + per-channel bias/M/S tables) and an activation-buffer plan (where
+every materialised tensor lives, byte offsets in the activation region).  One start of the
+engine runs the whole table.
+
+What the compiler does beyond a 1:1 translation (the hardware/software co-design):
+
+- **Fusion.** ``pointwise 1x1 -> [offset 1x1 conv (kind off)] -> 3x3 depthwise`` becomes one
+  ``DWBLOCK`` descriptor when the pointwise output (and the offset map) feed nothing else: the
+  pointwise rows and the offsets never leave the chip.  A plain ``pointwise -> depthwise``
+  (ShuffleNet branch) fuses the same way.
+- **Upsample on write.** A nearest x2 upsample whose input is produced by a descriptor and
+  used by nothing else is folded into that descriptor's write (each pixel written 2 x 2).
+- **Channel slice / concat / shuffle cost nothing.** They are *views*: every tensor is a list
+  of (buffer, channel) per logical channel.  A consumer reads its input as up to ``MAX_SEGS``
+  segments (base, pixel stride, count, channel stride).  Dense convs permute their weights to
+  the segment order; per-channel ops (depthwise, max pool, move) carry an output channel
+  offset/stride per segment so their output comes out in logical order.
+- **Memory planning.** Buffers are placed first-fit over their lifetimes (descriptor indices),
+  reusing memory of dead tensors, unless ``reuse=False`` (then every materialised intermediate
+  can be read back after a run, for tests).
+
+Refused with :class:`~codenet_pynq.program.ProgramError`: anything the hardware cannot run
+(dilation beyond the line buffer, widths/channels beyond the on-chip maxima, accumulators wider
+than ``ACC_BITS``, conv shapes the engine has no datapath for).
+
+Weight packing (what ``hls_src/README.md`` documents): int4 two per byte, **low nibble first**;
+int8 one per byte.  Dense / pointwise: tiles ``[co_tile][k_tile][o < PE][i < PA]`` of the
+``O x K`` matrix, ``K = k*k*C_in`` ordered ``(ky, kx, c_in)`` with ``c_in`` in the descriptor's
+segment order, zero padded to whole tiles.  Offset conv: the same with one output row.
+Depthwise: ``[c_tile][tap < 9][lane < DW_PE]``.  Bias/M/S: 8 bytes per output channel, int32
+bias then uint32 ``M | S << 16``, little endian.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..intmath import accumulator_bound, bits_for, kind_range
+from ..program import Layer, Program, ProgramError
+from .params import HwParams, load_params
+
+__all__ = ["CompiledProgram", "TensorPlacement", "DescriptorInfo", "compile_program", "pack_weights"]
+
+
+# =========================================================================== data types
+@dataclass
+class TensorPlacement:
+    """Where a materialised tensor lives: element (y, x, c) at act + addr[c] + (y*W + x)*pix[c]."""
+
+    name: str
+    shape: Tuple[int, int, int]
+    kind: str
+    addr: np.ndarray  # int64 (C,)
+    pix: np.ndarray  # int64 (C,)
+
+    def chanmap(self) -> np.ndarray:
+        """(C, 2) int64 [addr, pix] rows, the form the C testbench reads."""
+        return np.stack([self.addr, self.pix], axis=1).astype("<i8")
+
+
+@dataclass
+class DescriptorInfo:
+    """Human-readable summary of one descriptor (for reports and debugging)."""
+
+    index: int
+    op: str
+    layers: List[str]
+    in_shape: Tuple[int, int, int]
+    out_shape: Tuple[int, int, int]
+    flags: List[str]
+    n_segments: int
+    macs: int
+
+
+@dataclass
+class CompiledProgram:
+    """A program compiled for one hardware configuration."""
+
+    program: Program
+    params: HwParams
+    descriptors: np.ndarray  # uint32 (n, DESC_WORDS)
+    weights: np.ndarray  # uint8 blob
+    act_size: int
+    input: TensorPlacement
+    placements: Dict[str, TensorPlacement]
+    outputs: Dict[str, str]
+    info: List[DescriptorInfo]
+    reuse: bool = True
+    # offsets of the three regions in :meth:`dram_image`
+    desc_offset: int = 0
+    wgt_offset: int = 0
+    act_offset: int = 0
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.descriptors.shape[0])
+
+    @property
+    def dram_size(self) -> int:
+        return self.act_offset + self.act_size
+
+    def new_activations(self) -> np.ndarray:
+        """A zeroed activation region."""
+        return np.zeros(self.act_size, np.uint8)
+
+    def write_input(self, act: np.ndarray, image: np.ndarray) -> None:
+        """Place a BGR uint8 H x W x 3 image into an activation region."""
+        pl = self.input
+        img = np.asarray(image)
+        if img.dtype != np.uint8 or tuple(img.shape) != tuple(pl.shape):
+            raise ValueError(f"the compiled program expects a uint8 image of shape {pl.shape}, got "
+                             f"{img.dtype} {tuple(img.shape)}; letterbox the image to the model size first")
+        _scatter(act, pl, img)
+
+    def read_tensor(self, act: np.ndarray, name: str) -> np.ndarray:
+        """Read a materialised tensor (H x W x C, int8 for s8 else uint8) from an activation region."""
+        if name not in self.placements:
+            raise KeyError(f"tensor {name!r} is not materialised in DRAM (fused on chip or folded into a write)")
+        return _gather(act, self.placements[name])
+
+    def read_outputs(self, act: np.ndarray) -> Dict[str, np.ndarray]:
+        """role -> head output tensor."""
+        return {role: self.read_tensor(act, name) for role, name in self.outputs.items()}
+
+    def dram_image(self, image: Optional[np.ndarray] = None) -> np.ndarray:
+        """One DRAM image: descriptors at desc_offset, weights at wgt_offset, activations at act_offset."""
+        dram = np.zeros(self.dram_size, np.uint8)
+        d = self.descriptors.astype("<u4").tobytes()
+        dram[self.desc_offset:self.desc_offset + len(d)] = np.frombuffer(d, np.uint8)
+        dram[self.wgt_offset:self.wgt_offset + self.weights.size] = self.weights
+        if image is not None:
+            self.write_input(dram[self.act_offset:], image)
+        return dram
+
+    def desc_bytes(self) -> np.ndarray:
+        return np.frombuffer(self.descriptors.astype("<u4").tobytes(), np.uint8)
+
+    def summary(self) -> str:
+        lines = [f"{self.n_layers} descriptors, weights {self.weights.size} B, activations {self.act_size} B "
+                 f"({'reused' if self.reuse else 'no reuse'}), hardware {self.params!r}"]
+        for d in self.info:
+            lines.append(f"  {d.index:3d} {d.op:8s} {'x'.join(map(str, d.in_shape)):>14s} -> "
+                         f"{'x'.join(map(str, d.out_shape)):<14s} segs {d.n_segments} "
+                         f"{','.join(d.flags):24s} {'+'.join(d.layers)}")
+        return "\n".join(lines)
+
+
+def _storage(kind: str) -> np.dtype:
+    return np.dtype(np.int8) if kind == "s8" else np.dtype(np.uint8)
+
+
+def _index(pl: TensorPlacement) -> np.ndarray:
+    h, w, c = pl.shape
+    pix = np.arange(h * w, dtype=np.int64).reshape(h, w, 1)
+    return pl.addr.reshape(1, 1, c) + pix * pl.pix.reshape(1, 1, c)
+
+
+def _gather(act: np.ndarray, pl: TensorPlacement) -> np.ndarray:
+    return np.asarray(act)[_index(pl)].view(_storage(pl.kind)).copy()
+
+
+def _scatter(act: np.ndarray, pl: TensorPlacement, values: np.ndarray) -> None:
+    act[_index(pl)] = np.asarray(values).view(np.uint8) if values.dtype != np.uint8 else values
+
+
+# =========================================================================== weights
+def _pack(values: np.ndarray, bits: int) -> np.ndarray:
+    """Pack int values (already in tile order) into bytes: int8 as is, int4 low nibble first."""
+    v = np.asarray(values, np.int64).ravel()
+    if bits == 8:
+        return (v & 0xFF).astype(np.uint8)
+    if v.size % 2:
+        v = np.concatenate([v, [0]])
+    nib = (v & 0xF).astype(np.uint8)
+    return (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8)
+
+
+def pack_weights(matrix: np.ndarray, bits: int, pa: int, pe: int) -> np.ndarray:
+    """Pack an O x K weight matrix into PA x PE tiles ``[co_tile][k_tile][o][i]`` (zero padded)."""
+    o, k = matrix.shape
+    n_ct, n_kt = -(-o // pe), -(-k // pa)
+    m = np.zeros((n_ct * pe, n_kt * pa), np.int64)
+    m[:o, :k] = matrix
+    tiles = m.reshape(n_ct, pe, n_kt, pa).transpose(0, 2, 1, 3)
+    return _pack(tiles, bits)
+
+
+def pack_depthwise(w9: np.ndarray, bits: int, dw_pe: int) -> np.ndarray:
+    """Pack C x 9 depthwise weights as ``[c_tile][tap][lane]``."""
+    c = w9.shape[0]
+    n_t = -(-c // dw_pe)
+    m = np.zeros((n_t * dw_pe, 9), np.int64)
+    m[:c] = w9
+    return _pack(m.reshape(n_t, dw_pe, 9).transpose(0, 2, 1), bits)
+
+
+def pack_qparams(bias: np.ndarray, m: np.ndarray, s: np.ndarray) -> np.ndarray:
+    b = np.asarray(bias, np.int64)
+    ms = np.asarray(m, np.int64) | (np.asarray(s, np.int64) << 16)
+    rec = np.stack([b & 0xFFFFFFFF, ms], axis=1).astype("<u4")
+    return np.frombuffer(rec.tobytes(), np.uint8)
+
+
+class _Blob:
+    def __init__(self, align: int) -> None:
+        self.parts: List[np.ndarray] = []
+        self.size = 0
+        self.align = align
+
+    def add(self, data: np.ndarray) -> int:
+        pad = (-self.size) % self.align
+        if pad:
+            self.parts.append(np.zeros(pad, np.uint8))
+            self.size += pad
+        off = self.size
+        self.parts.append(np.asarray(data, np.uint8))
+        self.size += data.size
+        return off
+
+    def bytes(self) -> np.ndarray:
+        pad = (-self.size) % self.align
+        parts = self.parts + ([np.zeros(pad, np.uint8)] if pad else [])
+        return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+
+
+# =========================================================================== views and buffers
+@dataclass
+class _Buffer:
+    id: int
+    h: int
+    w: int
+    c: int  # channels per pixel = pixel stride in bytes
+    name: str
+    first: int = -1  # first descriptor writing it (-1: before the run, e.g. the input)
+    last: int = -1  # last descriptor reading it (n: alive at the end, e.g. outputs)
+    offset: int = -1
+
+    @property
+    def size(self) -> int:
+        return self.h * self.w * self.c
+
+
+@dataclass
+class _View:
+    """A logical tensor: logical channel c lives in buffer buf[c], channel ch[c]."""
+
+    shape: Tuple[int, int, int]
+    kind: str
+    buf: np.ndarray
+    ch: np.ndarray
+
+
+@dataclass
+class _Seg:
+    buf: int
+    ch0: int
+    count: int
+    ch_stride: int
+    out_off: int  # per-channel ops: logical output channel of element 0
+    out_stride: int
+    logical: np.ndarray  # logical channels of the elements (read order)
+
+
+@dataclass
+class _Stage:
+    w_addr: int = 0
+    q_addr: int = 0
+    lo: int = 0
+    hi: int = 0
+    wbits: int = 4
+
+
+@dataclass
+class _Desc:
+    op: int
+    kind_name: str
+    layers: List[str]
+    flags: int
+    in_hw: Tuple[int, int]
+    out_hw: Tuple[int, int]
+    cin: int
+    cout: int
+    segs: List[_Seg]
+    out_buf: int
+    out_ch0: int = 0
+    out_ch_stride: int = 1
+    k: int = 1
+    stride: int = 1
+    pad: int = 0
+    dil: int = 1
+    max_off: int = 0
+    off_src: Optional[Tuple[int, int]] = None  # (buffer, channel) of a DRAM offset map
+    main: _Stage = field(default_factory=_Stage)
+    pw: _Stage = field(default_factory=_Stage)
+    of: _Stage = field(default_factory=_Stage)
+    macs: int = 0
+
+
+def _segments(buf: np.ndarray, ch: np.ndarray, logical_prog: bool) -> List[_Seg]:
+    """Cover the (buf, ch) items by runs with a constant channel stride (and, when
+    ``logical_prog``, a constant positive logical stride).  Greedy over (buf, ch) order."""
+    n = len(buf)
+    order = np.lexsort((np.arange(n), ch, buf))
+    segs: List[_Seg] = []
+    i = 0
+    while i < n:
+        a = order[i]
+        j = i + 1
+        st, lst = 0, 0
+        if j < n and buf[order[j]] == buf[a]:
+            st = int(ch[order[j]] - ch[a])
+            lst = int(order[j] - a)
+            ok = 0 < st < 65536 and (not logical_prog or 0 < lst < 65536)
+            if ok:
+                while j < n and buf[order[j]] == buf[a] and int(ch[order[j]] - ch[order[j - 1]]) == st and \
+                        (not logical_prog or int(order[j] - order[j - 1]) == lst) and j - i < 65535:
+                    j += 1
+            else:
+                j = i + 1
+        members = order[i:j]
+        multi = len(members) > 1
+        if logical_prog:  # per-channel op: element k goes to logical output channel a + k * lst
+            out_off, out_stride = int(a), (lst if multi else 1)
+        else:  # dense op: the reduction order is free, the output placement unused
+            out_off, out_stride = 0, 0
+        segs.append(_Seg(int(buf[a]), int(ch[a]), len(members), st if multi else 1, out_off, out_stride,
+                         members.astype(np.int64)))
+        i = j
+    return segs
+
+
+# =========================================================================== compiler
+class _Compiler:
+    def __init__(self, program: Program, params: HwParams, reuse: bool) -> None:
+        self.prog = program
+        self.p = params
+        self.reuse = reuse
+        self.buffers: List[_Buffer] = []
+        self.views: Dict[str, _View] = {}
+        self.descs: List[_Desc] = []
+        self.blob = _Blob(params.MEM_ALIGN)
+        self.gathered: Dict[Tuple[bytes, bytes], _View] = {}
+        # write-side placement of descriptor outputs inside a shared concat buffer:
+        # tensor name -> (shared key, first channel, channel stride); key -> (h, w, C, name)
+        self.absorb: Dict[str, Tuple[int, int, int]] = {}
+        self.shared: Dict[int, Tuple[int, int, int, str]] = {}
+        self.shared_buf: Dict[int, int] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def fail(self, layer: Optional[Layer], problem: str, hint: str = "") -> ProgramError:
+        where = f"layer {layer.name or layer.op!r}: " if layer is not None else ""
+        return ProgramError(f"{where}{problem} on this accelerator ({self.p.source}){'; ' + hint if hint else ''}")
+
+    def new_buffer(self, h: int, w: int, c: int, name: str) -> int:
+        b = _Buffer(len(self.buffers), h, w, c, name)
+        self.buffers.append(b)
+        return b.id
+
+    def identity_view(self, buf: int, shape: Tuple[int, int, int], kind: str) -> _View:
+        c = shape[2]
+        return _View(tuple(shape), kind, np.full(c, buf, np.int64), np.arange(c, dtype=np.int64))
+
+    def check_size(self, layer: Optional[Layer], h: int, w: int, c: int, what: str) -> None:
+        if h > self.p.MAX_W or w > self.p.MAX_W:
+            raise self.fail(layer, f"{what} of {h}x{w} pixels exceeds the maximum {self.p.MAX_W} (CN_MAX_W)")
+        if c > self.p.MAX_C:
+            raise self.fail(layer, f"{what} has {c} channels, beyond the maximum {self.p.MAX_C} (CN_MAX_C)",
+                            "split the layer or rebuild the engine with a larger CN_MAX_C")
+
+    def check_acc(self, layer: Layer, in_kind: str) -> None:
+        bound = accumulator_bound(layer.arrays["weight"], in_kind, layer.arrays["bias"], self.prog.max_offset)
+        if bits_for(bound) > self.p.ACC_BITS:
+            raise self.fail(layer, f"accumulator bound {bound} needs {bits_for(bound)} bits, more than the "
+                                   f"{self.p.ACC_BITS}-bit hardware accumulator (CN_ACC_BITS)",
+                            "retrain/requantise with smaller weights or bias, or widen CN_ACC_BITS")
+
+    def clamp(self, layer: Layer) -> Tuple[int, int]:
+        out = self.prog.tensors[layer.output]
+        klo, khi = kind_range(out.kind, self.prog.max_offset)
+        return int(layer.attrs.get("lo", klo)), int(layer.attrs.get("hi", khi))
+
+    def stage(self, layer: Layer, packed: np.ndarray, qperm: Optional[np.ndarray] = None) -> _Stage:
+        a = layer.arrays
+        perm = np.arange(a["bias"].shape[0]) if qperm is None else qperm
+        w_addr = self.blob.add(packed)
+        q_addr = self.blob.add(pack_qparams(a["bias"][perm], a["M"][perm], a["S"][perm]))
+        lo, hi = self.clamp(layer)
+        return _Stage(w_addr, q_addr, lo, hi, int(layer.attrs.get("weight_bits", 4)))
+
+    def dense_stage(self, layer: Layer, perm: np.ndarray) -> _Stage:
+        w = layer.arrays["weight"].astype(np.int64)[..., perm]  # OHWI with I in read order
+        bits = int(layer.attrs.get("weight_bits", 4))
+        return self.stage(layer, pack_weights(w.reshape(w.shape[0], -1), bits, self.p.PA, self.p.PE))
+
+    def dw_stage(self, layer: Layer, perm: np.ndarray) -> _Stage:
+        w = layer.arrays["weight"].astype(np.int64)[perm, :, :, 0].reshape(len(perm), 9)
+        bits = int(layer.attrs.get("weight_bits", 4))
+        return self.stage(layer, pack_depthwise(w, bits, self.p.DW_PE), qperm=perm)
+
+    # ------------------------------------------------------------------ reading a view
+    def read_segments(self, layer: Optional[Layer], view: _View, per_channel: bool) -> List[_Seg]:
+        """Segments of a view for one descriptor; gathers the view into a contiguous buffer
+        first (MOVE descriptors) when it needs more than MAX_SEGS segments."""
+        segs = _segments(view.buf, view.ch, per_channel)
+        if len(segs) <= self.p.MAX_SEGS:
+            return segs
+        key = (view.buf.tobytes(), view.ch.tobytes())
+        if key not in self.gathered:  # one copy serves every consumer of the same view
+            self.gathered[key] = self.gather(view, f"{layer.name if layer else 'tensor'}.gather")
+        g = self.gathered[key]
+        return _segments(g.buf, g.ch, per_channel)
+
+    def gather(self, view: _View, name: str, upsample: bool = False) -> _View:
+        """Copy a view into a fresh contiguous buffer with MOVE descriptors (<= MAX_SEGS each)."""
+        h, w, c = view.shape
+        oh, ow = (2 * h, 2 * w) if upsample else (h, w)
+        out = self.new_buffer(oh, ow, c, name)
+        segs = _segments(view.buf, view.ch, True)
+        lim = self.p.MAX_SEGS
+        for i in range(0, len(segs), lim):
+            part = segs[i:i + lim]
+            n = sum(s.count for s in part)
+            self.emit(_Desc(self.p.OP_MOVE, "move", [name], self.p.FLAG_UPSAMPLE if upsample else 0, (h, w), (h, w),
+                            n, n, part, out, macs=0), in_kind=view.kind)
+        return self.identity_view(out, (oh, ow, c), view.kind)
+
+    # ------------------------------------------------------------------ emitting
+    def emit(self, d: _Desc, in_kind: str) -> int:
+        if in_kind == "s8":
+            d.flags |= self.p.FLAG_IN_SIGNED
+        idx = len(self.descs)
+        self.descs.append(d)
+        for s in d.segs:
+            self.use(s.buf, idx)
+        if d.off_src is not None:
+            self.use(d.off_src[0], idx)
+        b = self.buffers[d.out_buf]
+        if b.first < 0:
+            b.first = idx
+        b.last = max(b.last, idx)
+        return idx
+
+    def use(self, buf: int, idx: int) -> None:
+        b = self.buffers[buf]
+        b.last = max(b.last, idx)
+
+    # ------------------------------------------------------------------ plan
+    def run(self) -> CompiledProgram:
+        prog, p = self.prog, self.p
+        prog.validate()
+        if prog.max_offset > p.MAX_OFFSET:
+            raise self.fail(None, f"program max_offset {prog.max_offset} (dilation {1 + prog.max_offset}) is beyond "
+                                  f"the line buffer (CN_MAX_OFFSET {p.MAX_OFFSET}, {p.LB_ROWS} rows)",
+                            "retrain with a smaller offset bound or rebuild the engine with a larger CN_MAX_OFFSET")
+        info = prog.tensors[prog.input]
+        self.check_size(None, *info.shape, what=f"input {prog.input!r}")
+        ib = self.new_buffer(*info.shape, name=prog.input)
+        self.views[prog.input] = self.identity_view(ib, info.shape, info.kind)
+
+        consumers: Dict[str, List[int]] = {}
+        for i, layer in enumerate(prog.layers):
+            for t in layer.inputs + ([layer.offset] if layer.offset else []):
+                consumers.setdefault(t, []).append(i)
+        outputs = set(prog.outputs.values())
+        self.consumers = consumers
+
+        # ---- fusion plan: dw layer index -> (pw index, offset index or None)
+        fused: Dict[int, Tuple[int, Optional[int]]] = {}
+        skip: set = set()
+        producer = {layer.output: i for i, layer in enumerate(prog.layers)}
+        for i, layer in enumerate(prog.layers):
+            if not self.is_depthwise(layer):
+                continue
+            src = layer.inputs[0]
+            j = producer.get(src)
+            if j is None or not self.is_pointwise(prog.layers[j]) or src in outputs:
+                continue
+            off_i = None
+            if layer.offset is not None:
+                off_i = producer.get(layer.offset)
+                if off_i is None or layer.offset in outputs or consumers.get(layer.offset) != [i]:
+                    continue
+                ol = prog.layers[off_i]
+                if not (self.is_pointwise(ol) and ol.inputs[0] == src and ol.arrays["weight"].shape[0] == 1):
+                    continue
+                if sorted(consumers.get(src, [])) != sorted([off_i, i]):
+                    continue
+            elif consumers.get(src) != [i]:
+                continue
+            if not self.block_fits(prog.layers[j], layer):
+                continue
+            fused[i] = (j, off_i)
+            skip.add(j)
+            if off_i is not None:
+                skip.add(off_i)
+
+        # ---- upsample folding: producer layer index -> upsample layer index
+        folds: Dict[int, int] = {}
+        for i, layer in enumerate(prog.layers):
+            if layer.op != "upsample":
+                continue
+            src = layer.inputs[0]
+            j = producer.get(src)
+            if j is None or src in outputs or consumers.get(src) != [i]:
+                continue
+            if prog.layers[j].op in ("conv", "maxpool") and j not in skip and j not in folds:
+                folds[j] = i
+        folded_ups = set(folds.values())
+        self.plan_concats(skip, folds, consumers, outputs)
+
+        # ---- walk the program
+        for i, layer in enumerate(prog.layers):
+            if i in skip or i in folded_ups:
+                continue
+            up = i in folds
+            out_name = prog.layers[folds[i]].output if up else layer.output
+            if layer.op == "conv":
+                if i in fused:
+                    j, off_i = fused[i]
+                    self.emit_block(prog.layers[j], prog.layers[off_i] if off_i is not None else None, layer,
+                                    out_name, up)
+                else:
+                    self.emit_conv(layer, out_name, up)
+            elif layer.op == "maxpool":
+                self.emit_maxpool(layer, out_name, up)
+            elif layer.op == "upsample":
+                v = self.views[layer.inputs[0]]
+                self.check_size(layer, 2 * v.shape[0], 2 * v.shape[1], v.shape[2], "upsampled tensor")
+                self.views[layer.output] = self.gather(v, layer.output, upsample=True)
+            elif layer.op == "slice":
+                v = self.views[layer.inputs[0]]
+                c0, c1 = int(layer.attrs["c0"]), int(layer.attrs["c1"])
+                t = prog.tensors[layer.output]
+                self.views[layer.output] = _View(t.shape, t.kind, v.buf[c0:c1].copy(), v.ch[c0:c1].copy())
+            elif layer.op == "concat":
+                vs = [self.views[n] for n in layer.inputs]
+                t = prog.tensors[layer.output]
+                self.views[layer.output] = _View(t.shape, t.kind, np.concatenate([v.buf for v in vs]),
+                                                 np.concatenate([v.ch for v in vs]))
+            elif layer.op == "shuffle":
+                v = self.views[layer.inputs[0]]
+                g = int(layer.attrs["groups"])
+                c = v.shape[2]
+                if g < 1 or c % g:
+                    raise self.fail(layer, f"shuffle with {g} groups does not divide {c} channels")
+                idx = np.arange(c).reshape(g, c // g).T.ravel()
+                t = prog.tensors[layer.output]
+                self.views[layer.output] = _View(t.shape, t.kind, v.buf[idx], v.ch[idx])
+            else:  # pragma: no cover - validate() rejects unknown ops
+                raise self.fail(layer, f"op {layer.op!r} is not supported")
+
+        for _role, name in prog.outputs.items():
+            v = self.views[name]
+            for b in set(v.buf.tolist()):
+                self.buffers[b].last = len(self.descs)
+        return self.finish()
+
+    # ------------------------------------------------------------------ layer classes
+    @staticmethod
+    def is_pointwise(layer: Layer) -> bool:
+        a = layer.attrs
+        return (layer.op == "conv" and int(a["k"]) == 1 and int(a.get("groups", 1)) == 1 and
+                int(a.get("stride", 1)) == 1 and int(a.get("pad", 0)) == 0 and layer.offset is None)
+
+    def is_depthwise(self, layer: Layer) -> bool:
+        if layer.op != "conv" or int(layer.attrs["k"]) != 3:
+            return False
+        cin = self.prog.tensors[layer.inputs[0]].shape[2]
+        w = layer.arrays["weight"]
+        return cin > 1 and int(layer.attrs.get("groups", 1)) == cin and w.shape[0] == cin and w.shape[3] == 1
+
+    def block_fits(self, pw: Layer, dw: Layer) -> bool:
+        h, w, cin = self.prog.tensors[pw.inputs[0]].shape
+        cmid = pw.arrays["weight"].shape[0]
+        p = self.p
+        return (w * cin <= p.LB_ROW_ELEMS and w * cmid <= p.LB_ROW_ELEMS and cin <= p.MAX_C and cmid <= p.MAX_C
+                and -(-cin // p.PA) * p.PA * p.PE <= p.WBUF_ELEMS and h <= p.MAX_W and w <= p.MAX_W)
+
+    def dw_geometry(self, layer: Layer) -> Tuple[int, int, int, int]:
+        """(stride, pad, dil, max_off) of a depthwise layer, checked against the line buffer."""
+        a = layer.attrs
+        p = self.p
+        if layer.offset is not None:
+            h, w, c = self.prog.tensors[layer.inputs[0]].shape
+            if tuple(self.prog.tensors[layer.output].shape) != (h, w, c):
+                raise self.fail(layer, "a per-pixel-dilation conv must keep the input size")
+            return 1, 1, 1, int(self.prog.max_offset)
+        stride, dil = int(a.get("stride", 1)), int(a.get("dilation", 1))
+        pad = int(a.get("pad", 3 // 2))
+        if 2 * dil + 1 > p.LB_ROWS:
+            raise self.fail(layer, f"dilation {dil} is beyond the {p.LB_ROWS}-row line buffer "
+                                   f"(at most {(p.LB_ROWS - 1) // 2})")
+        if pad > 2 * dil or stride not in (1, 2):
+            raise self.fail(layer, f"3x3 conv with stride {stride}, pad {pad}, dilation {dil} is not supported "
+                                   "(stride 1 or 2, pad <= 2 * dilation)")
+        return stride, pad, dil, 0
+
+    # ------------------------------------------------------------------ emitters
+    def out_buffer(self, name: str, shape: Tuple[int, int, int], kind: str, layer: Layer) -> Tuple[int, int, int]:
+        """Output buffer of a descriptor: (buffer, first channel, channel stride).  A fresh buffer,
+        or a slot in a shared concat buffer (write-side concat / shuffle absorption)."""
+        h, w, c = shape
+        self.check_size(layer, h, w, c, f"output {name!r}")
+        if name in self.absorb:
+            key, ch0, st = self.absorb[name]
+            if key not in self.shared_buf:
+                sh, sw, sc, sname = self.shared[key]
+                self.shared_buf[key] = self.new_buffer(sh, sw, sc, sname)
+            b = self.shared_buf[key]
+            self.views[name] = _View(tuple(shape), kind, np.full(c, b, np.int64), ch0 + st * np.arange(c, dtype=np.int64))
+            return b, ch0, st
+        b = self.new_buffer(h, w, c, name)
+        self.views[name] = self.identity_view(b, shape, kind)
+        return b, 0, 1
+
+    def plan_concats(self, skip: set, folds: Dict[int, int], consumers: Dict[str, List[int]], outputs: set) -> None:
+        """Write-side absorption: a concat whose inputs are all descriptor outputs used by nothing
+        else gets one buffer that the producers write into at a channel offset/stride; when the
+        concat feeds only a channel shuffle, the slots follow the shuffle so that the shuffled
+        tensor is the buffer itself (ShuffleNetV2 downsampling units)."""
+        prog = self.prog
+        produced = {}
+        for j, layer in enumerate(prog.layers):
+            if j in skip or layer.op not in ("conv", "maxpool"):
+                continue
+            produced[prog.layers[folds[j]].output if j in folds else layer.output] = j
+        for i, layer in enumerate(prog.layers):
+            if layer.op != "concat" or layer.output in outputs:
+                continue
+            ins = layer.inputs
+            if len(set(ins)) != len(ins) or any(t not in produced or t in outputs or consumers.get(t) != [i]
+                                                or t in self.absorb for t in ins):
+                continue
+            h, w, c = prog.tensors[layer.output].shape
+            pos = np.arange(c)  # physical channel of each concat channel
+            users = consumers.get(layer.output, [])
+            if len(users) == 1 and prog.layers[users[0]].op == "shuffle":
+                g = int(prog.layers[users[0]].attrs["groups"])
+                if g >= 1 and c % g == 0:
+                    idx = np.arange(c).reshape(g, c // g).T.ravel()  # shuffled[q] = concat[idx[q]]
+                    inv = np.empty(c, np.int64)
+                    inv[idx] = np.arange(c)
+                    pos = inv
+            slots, a, ok = {}, 0, True
+            for t in ins:
+                n = prog.tensors[t].shape[2]
+                q = pos[a:a + n]
+                st = int(q[1] - q[0]) if n > 1 else 1
+                if st <= 0 or np.any(np.diff(q) != st):
+                    ok = False
+                slots[t] = (int(q[0]), st)
+                a += n
+            if not ok:  # not affine under the shuffle: plain concat layout
+                slots, a = {}, 0
+                for t in ins:
+                    slots[t] = (a, 1)
+                    a += prog.tensors[t].shape[2]
+            key = len(self.shared)
+            self.shared[key] = (h, w, c, layer.output)
+            for t in ins:
+                self.absorb[t] = (key, *slots[t])
+
+    def emit_conv(self, layer: Layer, out_name: str, up: bool) -> None:
+        prog, p = self.prog, self.p
+        a = layer.attrs
+        src = prog.tensors[layer.inputs[0]]
+        h, w, cin = src.shape
+        oh, ow, cout = prog.tensors[layer.output].shape
+        k, groups = int(a["k"]), int(a.get("groups", 1))
+        self.check_size(layer, h, w, cin, "input")
+        self.check_size(layer, oh, ow, cout, "output")
+        self.check_acc(layer, src.kind)
+        view = self.views[layer.inputs[0]]
+        out_shape = prog.tensors[out_name].shape
+        macs = oh * ow * cout * int(np.prod(layer.arrays["weight"].shape[1:]))
+        if self.is_depthwise(layer):
+            stride, pad, dil, max_off = self.dw_geometry(layer)
+            if w * p.DW_PE > p.LB_ROW_ELEMS:
+                raise self.fail(layer, f"width {w} x {p.DW_PE} lanes exceeds a line-buffer row")
+            segs = self.read_segments(layer, view, per_channel=True)
+            perm = np.concatenate([s.logical for s in segs])
+            off_src = None
+            flags = 0
+            if layer.offset is not None:
+                ov = self.views[layer.offset]
+                if ov.shape[2] != 1:
+                    raise self.fail(layer, "the offset map must have one channel")
+                off_src = (int(ov.buf[0]), int(ov.ch[0]))
+                flags |= p.FLAG_OFF_DRAM
+            ob, ch0, cst = self.out_buffer(out_name, out_shape, prog.tensors[layer.output].kind, layer)
+            for sg in segs:
+                sg.out_off, sg.out_stride = ch0 + cst * sg.out_off, cst * sg.out_stride
+            d = _Desc(p.OP_DWBLOCK, "dw", [layer.name or layer.output], flags | (p.FLAG_UPSAMPLE if up else 0),
+                      (h, w), (oh, ow), cin, cout, segs, ob, k=3, stride=stride, pad=pad, dil=dil, max_off=max_off,
+                      off_src=off_src, macs=macs)
+            d.main = self.dw_stage(layer, perm)
+            self.emit(d, src.kind)
+            return
+        if groups != 1:
+            raise self.fail(layer, f"grouped conv (groups {groups} of {cin} channels, weight "
+                                   f"{tuple(layer.arrays['weight'].shape)}) has no datapath",
+                            "use groups 1 or a depthwise conv with one output per channel")
+        if layer.offset is not None:
+            raise self.fail(layer, "per-pixel dilation needs a 3x3 depthwise conv")
+        stride, pad, dil = int(a.get("stride", 1)), int(a.get("pad", k // 2)), int(a.get("dilation", 1))
+        if k not in (1, 3) or stride not in (1, 2):
+            raise self.fail(layer, f"dense conv k={k} stride={stride} has no datapath (k 1 or 3, stride 1 or 2)")
+        if k == 3:
+            if 2 * dil + 1 > p.LB_ROWS:
+                raise self.fail(layer, f"dilation {dil} is beyond the {p.LB_ROWS}-row line buffer")
+            if pad > 2 * dil:
+                raise self.fail(layer, f"pad {pad} > 2 x dilation {dil} is not supported")
+            if w * cin > p.LB_ROW_ELEMS:
+                raise self.fail(layer, f"an input row of {w} x {cin} elements exceeds a line-buffer row "
+                                       f"({p.LB_ROW_ELEMS}, CN_LB_ROW_ELEMS)")
+        elif not 0 <= pad < 256:
+            raise self.fail(layer, f"pad {pad} is not supported")
+        kk = k * k * cin
+        if -(-kk // p.PA) * p.PA * p.PE > p.WBUF_ELEMS:
+            raise self.fail(layer, f"reduction length {kk} does not fit the weight buffer")
+        segs = self.read_segments(layer, view, per_channel=False)
+        perm = np.concatenate([s.logical for s in segs])
+        ob, ch0, cst = self.out_buffer(out_name, out_shape, prog.tensors[layer.output].kind, layer)
+        d = _Desc(p.OP_DENSE, f"conv{k}x{k}", [layer.name or layer.output], p.FLAG_UPSAMPLE if up else 0, (h, w),
+                  (oh, ow), cin, cout, segs, ob, ch0, cst, k=k, stride=stride, pad=pad, dil=dil, macs=macs)
+        d.main = self.dense_stage(layer, perm)
+        self.emit(d, src.kind)
+
+    def emit_block(self, pw: Layer, off: Optional[Layer], dw: Layer, out_name: str, up: bool) -> None:
+        prog, p = self.prog, self.p
+        src = prog.tensors[pw.inputs[0]]
+        h, w, cin = src.shape
+        mid = prog.tensors[pw.output]
+        cmid = mid.shape[2]
+        oh, ow, cout = prog.tensors[dw.output].shape
+        self.check_acc(pw, src.kind)
+        self.check_acc(dw, mid.kind)
+        stride, pad, dil, max_off = self.dw_geometry(dw)
+        flags = p.FLAG_HAS_PW | (p.FLAG_UPSAMPLE if up else 0)
+        if off is not None:
+            self.check_acc(off, mid.kind)
+            lo, hi = self.clamp(off)
+            if lo < 0 or hi > p.MAX_OFFSET:
+                raise self.fail(off, f"offset clamp [{lo}, {hi}] is outside [0, {p.MAX_OFFSET}] (CN_MAX_OFFSET)")
+            max_off = hi
+            flags |= p.FLAG_OFF_ONCHIP
+        segs = self.read_segments(pw, self.views[pw.inputs[0]], per_channel=False)
+        perm = np.concatenate([s.logical for s in segs])
+        ob, ch0, cst = self.out_buffer(out_name, prog.tensors[out_name].shape, prog.tensors[dw.output].kind, dw)
+        names = [x.name or x.output for x in (pw, off, dw) if x is not None]
+        macs = h * w * cmid * cin + oh * ow * cout * 9 + (h * w * cmid if off is not None else 0)
+        d = _Desc(p.OP_DWBLOCK, "block", names, flags, (h, w), (oh, ow), cin, cmid, segs, ob, ch0, cst, k=3,
+                  stride=stride, pad=pad, dil=dil, max_off=max_off, macs=macs)
+        d.pw = self.dense_stage(pw, perm)
+        if off is not None:
+            d.of = self.dense_stage(off, np.arange(cmid))
+        d.main = self.dw_stage(dw, np.arange(cmid))
+        self.emit(d, src.kind)
+
+    def emit_maxpool(self, layer: Layer, out_name: str, up: bool) -> None:
+        prog, p = self.prog, self.p
+        src = prog.tensors[layer.inputs[0]]
+        h, w, c = src.shape
+        oh, ow, _ = prog.tensors[layer.output].shape
+        self.check_size(layer, h, w, c, "input")
+        if w * p.DW_PE > p.LB_ROW_ELEMS:
+            raise self.fail(layer, f"width {w} x {p.DW_PE} lanes exceeds a line-buffer row")
+        segs = self.read_segments(layer, self.views[layer.inputs[0]], per_channel=True)
+        ob, ch0, cst = self.out_buffer(out_name, prog.tensors[out_name].shape, src.kind, layer)
+        for sg in segs:
+            sg.out_off, sg.out_stride = ch0 + cst * sg.out_off, cst * sg.out_stride
+        d = _Desc(p.OP_MAXPOOL, "maxpool", [layer.name or layer.output], p.FLAG_UPSAMPLE if up else 0, (h, w),
+                  (oh, ow), c, c, segs, ob, k=3, stride=2, pad=1)
+        self.emit(d, src.kind)
+
+    # ------------------------------------------------------------------ finish
+    def allocate(self) -> int:
+        align = self.p.MEM_ALIGN
+        placed: List[_Buffer] = []
+        top = 0
+        n = len(self.descs)
+        for b in sorted(self.buffers, key=lambda b: (b.first, b.id)):
+            last = b.last if b.last >= 0 else b.first
+            if not self.reuse:
+                off = top
+            else:
+                busy = sorted((q.offset, q.offset + q.size) for q in placed
+                              if not (q.last < b.first or last < q.first))
+                off = 0
+                for s, e in busy:
+                    if off + b.size <= s:
+                        break
+                    off = max(off, -(-e // align) * align)
+            b.offset = off
+            b.last = last if last >= 0 else n
+            placed.append(b)
+            top = max(top, -(-(off + b.size) // align) * align)
+        return max(top, align)
+
+    def encode(self, d: _Desc) -> np.ndarray:
+        p = self.p
+        w = np.zeros(p.DESC_WORDS, np.uint64)
+        w[p.D_HEADER] = (p.DESC_MAGIC << 16) | (p.DESC_VERSION << 8) | d.op
+        w[p.D_FLAGS] = d.flags
+        w[p.D_IN_HW] = d.in_hw[0] | (d.in_hw[1] << 16)
+        w[p.D_OUT_HW] = d.out_hw[0] | (d.out_hw[1] << 16)
+        w[p.D_CH] = d.cin | (d.cout << 16)
+        w[p.D_GEOM] = d.k | (d.stride << 4) | (d.pad << 8) | (d.dil << 16) | (d.max_off << 24)
+        w[p.D_NSEG] = len(d.segs)
+        ob = self.buffers[d.out_buf]
+        w[p.D_OUT_ADDR] = ob.offset + d.out_ch0
+        w[p.D_OUT_PIX] = ob.c
+        w[p.D_OUT_CH] = d.out_ch_stride
+        if d.off_src is not None:
+            b = self.buffers[d.off_src[0]]
+            w[p.D_OFF_ADDR] = b.offset + d.off_src[1]
+            w[p.D_OFF_PIX] = b.c
+        for base, st in ((p.D_W_ADDR, d.main), (p.D_PW_W_ADDR, d.pw), (p.D_OF_W_ADDR, d.of)):
+            w[base] = st.w_addr
+            w[base + 1] = st.q_addr
+            w[base + 2] = (st.lo & 0xFFFF) | ((st.hi & 0xFFFF) << 16)
+            w[base + 3] = st.wbits
+        for i, s in enumerate(d.segs):
+            b = self.buffers[s.buf]
+            o = p.D_SEG_BASE + i * p.D_SEG_WORDS
+            w[o] = b.offset + s.ch0
+            w[o + 1] = b.c
+            w[o + 2] = s.count | (s.ch_stride << 16)
+            w[o + 3] = s.out_off | (s.out_stride << 16)
+        if np.any(w >= (1 << 32)):
+            raise ProgramError(f"descriptor field overflow in {'+'.join(d.layers)}")
+        return w.astype(np.uint32)
+
+    def placement(self, name: str, v: _View) -> TensorPlacement:
+        addr = np.array([self.buffers[b].offset + c for b, c in zip(v.buf.tolist(), v.ch.tolist())], np.int64)
+        pix = np.array([self.buffers[b].c for b in v.buf.tolist()], np.int64)
+        return TensorPlacement(name, tuple(v.shape), v.kind, addr, pix)
+
+    def finish(self) -> CompiledProgram:
+        p = self.p
+        if len(self.descs) > p.MAX_LAYERS:
+            raise self.fail(None, f"{len(self.descs)} descriptors exceed CN_MAX_LAYERS {p.MAX_LAYERS}")
+        act_size = self.allocate()
+        table = np.stack([self.encode(d) for d in self.descs]) if self.descs else np.zeros((0, p.DESC_WORDS), np.uint32)
+        weights = self.blob.bytes()
+        if weights.size == 0:
+            weights = np.zeros(p.MEM_ALIGN, np.uint8)
+        opname = {p.OP_DENSE: "dense", p.OP_DWBLOCK: "dwblock", p.OP_MAXPOOL: "maxpool", p.OP_MOVE: "move"}
+        flagnames = [(p.FLAG_IN_SIGNED, "s8in"), (p.FLAG_UPSAMPLE, "up2"), (p.FLAG_HAS_PW, "pw"),
+                     (p.FLAG_OFF_ONCHIP, "off-chip"), (p.FLAG_OFF_DRAM, "off-dram")]
+        info = [DescriptorInfo(i, f"{opname[d.op]}:{d.kind_name}" if d.op == p.OP_DENSE else opname[d.op], d.layers,
+                               (d.in_hw[0], d.in_hw[1], d.cin), (d.out_hw[0], d.out_hw[1], d.cout),
+                               [n for f, n in flagnames if d.flags & f], len(d.segs), d.macs)
+                for i, d in enumerate(self.descs)]
+        placements = {name: self.placement(name, v) for name, v in self.views.items()}
+        desc_bytes = table.size * 4
+        page = 4096
+        wgt_off = -(-max(desc_bytes, 1) // page) * page
+        act_off = wgt_off + -(-weights.size // page) * page
+        return CompiledProgram(self.prog, p, table, weights, act_size, placements[self.prog.input], placements,
+                               dict(self.prog.outputs), info, self.reuse, 0, wgt_off, act_off)
+
+
+def compile_program(program: Program, params: Optional[HwParams] = None, reuse: bool = True) -> CompiledProgram:
+    """Compile ``program`` for the accelerator described by ``params`` (default: the header).
+
+    ``reuse=False`` gives every buffer its own memory so that all materialised intermediates
+    can be read back after a run (tests, debugging).  Raises ProgramError for anything the
+    hardware cannot run.
+    """
+    return _Compiler(program, params if params is not None else load_params(), reuse).run()
+
+
+def macs_per_descriptor(compiled: CompiledProgram) -> Sequence[int]:
+    return [d.macs for d in compiled.info]

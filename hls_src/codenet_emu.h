@@ -1,0 +1,44 @@
+/* codenet_emu.h -- C ABI of the host emulation library (hls_src/build/libcodenet_emu.so).
+ *
+ * The arguments mirror the accelerator's AXI masters and AXI-Lite registers one to one:
+ *   desc      -> m_axi gmem_desc (register CN_REG_DESC),    n_layers -> CN_REG_N_LAYERS
+ *   wgt       -> m_axi gmem_wgt  (register CN_REG_WGT)
+ *   act       -> m_axi gmem_rd and gmem_wr (registers CN_REG_ACT_RD, CN_REG_ACT_WR: same buffer)
+ *   return    -> CN_REG_STATUS,  *cycles -> CN_REG_CYCLES
+ * All multi-byte values in the buffers are little-endian.  Sizes are used only by the host-side
+ * bounds check (the hardware trusts the compiler).  The engine is not re-entrant: calls are
+ * serialised by a mutex.
+ */
+#ifndef CODENET_EMU_H_
+#define CODENET_EMU_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CN_DESC_VERSION the library was built with. */
+uint32_t codenet_desc_version(void);
+
+/* 1 when built with native C integer types (-DCN_EMU_NATIVE), 0 with ap_int types. */
+uint32_t codenet_native_types(void);
+
+/* Decode and bounds-check a descriptor table without running it: CN_STATUS_* | layer << 16. */
+uint32_t codenet_check(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, uint64_t wgt_size,
+                       uint64_t act_size);
+
+/* Run n_layers descriptors over three separate buffers; returns the status register. */
+uint32_t codenet_run_ports(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, const uint8_t *wgt,
+                           uint64_t wgt_size, uint8_t *act, uint64_t act_size, uint32_t *cycles);
+
+/* Same over one DRAM image; *_addr are byte offsets into it (the register values minus the
+ * image's physical base address). */
+uint32_t codenet_run(uint8_t *dram, uint64_t dram_size, uint64_t desc_addr, uint32_t n_layers, uint64_t wgt_addr,
+                     uint64_t act_addr, uint32_t *cycles);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CODENET_EMU_H_ */

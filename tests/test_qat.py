@@ -1,0 +1,122 @@
+"""QAT graph: float mode equals the float model, exact mode equals the golden, QAT within tolerance."""
+
+import numpy as np
+import pytest
+import torch
+
+from codenet_pynq.golden import run_program
+from codenet_pynq.training.config import load_config
+from codenet_pynq.training.models import build_model
+from codenet_pynq.training.quant.qgraph import QuantizationError, build_qgraph
+
+TINY = ["model.input_size=64", "model.width=0.5x", "model.decoder_channels=[32,32,32]", "model.head_channels=16"]
+
+
+def tiny_model(variant: str = "deform_square_depthwise_hw", seed: int = 0, layout: str = "torchvision"):
+    torch.manual_seed(seed)
+    cfg = load_config("configs/shapes_default.yaml", TINY + [f"model.variant={variant}",
+                                                              f"model.backbone_layout={layout}"])
+    model = build_model(cfg.model).train()
+    with torch.no_grad():
+        for mod in model.modules():  # offsets spread over 0..B so every dilation is used
+            if hasattr(mod, "offset") and isinstance(mod.offset, torch.nn.Conv2d):
+                torch.nn.init.normal_(mod.offset.weight, std=0.1)
+                torch.nn.init.uniform_(mod.offset.bias, 0.0, 7.0)
+        for _ in range(3):  # realistic BN statistics
+            model(torch.rand(4, 3, 64, 64) * 255)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    model = tiny_model()
+    graph = build_qgraph(model)
+    images = torch.randint(0, 256, (4, 3, 64, 64)).float()
+    graph.calibrate([images])
+    return model, graph, images
+
+
+@pytest.mark.parametrize("variant", ["deform_square_depthwise_hw", "k3dw"])
+def test_float_mode_equals_float_model(variant):
+    model = tiny_model(variant)
+    graph = build_qgraph(model)
+    graph.mode = "float"
+    x = torch.randint(0, 256, (2, 3, 64, 64)).float()
+    with torch.no_grad():
+        a, b = graph(x), model(x)
+    for k in ("hm", "wh", "reg"):
+        assert torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-4), k
+
+
+def test_exact_mode_equals_golden_bit_for_bit(calibrated):
+    _, graph, images = calibrated
+    program = graph.to_program()
+    graph.mode = "exact"
+    with torch.no_grad():
+        out = graph(images[:2])
+    graph.mode = "qat"
+    for i in range(2):
+        gold = run_program(program, images[i].permute(1, 2, 0).numpy().astype(np.uint8))
+        for role, name in graph.outputs.items():
+            q = (out[role][i].double() / graph.scale(name)).round().permute(1, 2, 0).numpy()
+            assert np.array_equal(q, gold[role].astype(np.float64)), role
+
+
+def test_qat_forward_close_to_golden(calibrated):
+    """Stated tolerance: the fake-quant forward (real multiplier, float32) differs from the
+    golden by at most 2 LSB, on at most 2% of head output elements."""
+    _, graph, images = calibrated
+    program = graph.to_program()
+    graph.mode = "qat"
+    with torch.no_grad():
+        out = graph(images[:2])
+    for i in range(2):
+        gold = run_program(program, images[i].permute(1, 2, 0).numpy().astype(np.uint8))
+        for role, name in graph.outputs.items():
+            q = (out[role][i].double() / graph.scale(name)).round().permute(1, 2, 0).numpy()
+            diff = np.abs(q - gold[role])
+            assert diff.max() <= 2 and (diff > 0).mean() <= 0.02, (role, diff.max(), (diff > 0).mean())
+
+
+def test_qat_trains_offsets_and_weights(calibrated):
+    _, graph, images = calibrated
+    graph.mode = "qat"
+    graph.train()
+    out = graph(images[:2])
+    sum(v.float().pow(2).mean() for v in out.values()).backward()
+    convs = [m for m in graph.ops if hasattr(m, "weight")]
+    assert all(m.weight.grad is not None for m in convs)
+    offsets = [m for m in convs if m.kind == "off"]
+    assert offsets and any(float(m.weight.grad.abs().sum()) > 0 for m in offsets)
+    graph.zero_grad()
+    graph.eval()
+
+
+def test_program_is_valid_and_sized(calibrated):
+    _, graph, _ = calibrated
+    program = graph.to_program()
+    kinds = {program.tensors[t].kind for t in program.tensors}
+    assert kinds == {"u8", "s8", "off"}
+    first = program.conv_layers()[0]
+    assert first.attrs["weight_bits"] == 8 and first.arrays["weight"].shape[-1] == 3
+    assert all(layer.attrs["weight_bits"] == 4 for layer in program.conv_layers()[1:])
+    assert 0 < program.weight_bytes() < 2_000_000
+
+
+def test_uncalibrated_graph_refuses_quantized_forward():
+    graph = build_qgraph(tiny_model())
+    with pytest.raises(QuantizationError, match="calibrat"):
+        graph(torch.zeros(1, 3, 64, 64))
+    with pytest.raises(QuantizationError, match="calibrate"):
+        graph.to_program()
+
+
+@pytest.mark.parametrize("variant", ["deform_square_depthwise", "k3", "deform_original_depthwise"])
+def test_unsupported_variants_are_refused(variant):
+    with pytest.raises(QuantizationError, match="cannot be quantized"):
+        build_qgraph(tiny_model(variant))
+
+
+def test_megvii_layout_is_refused():
+    with pytest.raises(QuantizationError, match="torchvision"):
+        build_qgraph(tiny_model(layout="megvii"))
