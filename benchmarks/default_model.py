@@ -1,0 +1,82 @@
+"""Accuracy of the shipped default model, float and W4A8, through the exported artifacts.
+
+``python benchmarks/default_model.py --float F.codenet --int Q.codenet``: evaluates both
+artifacts on the held-out shapes validation split through the runtime's CPU backend (COCO
+metrics by pycocotools, VOC-protocol AP50 as a second opinion), reads the training time from
+the runs' metrics logs, and writes the "default model" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import machine, table, write_section  # noqa: E402
+
+from codenet_pynq.training.config import load_config  # noqa: E402
+from codenet_pynq.training.data.build import load_records  # noqa: E402
+from codenet_pynq.training.eval.results import save_results_json  # noqa: E402
+from codenet_pynq.training.evaluate import compute_metrics, predict_artifact  # noqa: E402
+
+
+def train_minutes(run_dir: str) -> tuple:
+    lines = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8")]
+    timed = [r for r in lines if "time" in r and "images_per_s" in r]
+    its = max(r["iteration"] for r in timed)
+    # the run may have been resumed: sum the gaps between consecutive log lines, skipping restarts
+    total = 0.0
+    for a, b in zip(timed, timed[1:]):
+        if b["iteration"] > a["iteration"] and 0 < b["time"] - a["time"] < 600:
+            total += b["time"] - a["time"]
+    return its, total / 60.0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--float", dest="float_path", required=True)
+    p.add_argument("--int", dest="int_path", required=True)
+    p.add_argument("--config", default="configs/shapes_default.yaml")
+    p.add_argument("--float-run", default="runs/shapes_default")
+    p.add_argument("--int-run", default="runs/shapes_default_w4a8")
+    p.add_argument("--out", default="runs/default_model_eval.json")
+    a = p.parse_args()
+    cfg = load_config(a.config)
+    records, names = load_records(cfg.data, "val")
+    rows, results = [], {}
+    for label, path in (("float", a.float_path), ("W4A8", a.int_path)):
+        dets = predict_artifact(path, records, "cpu", cfg.eval_topk, progress=True)
+        coco = compute_metrics(records, dets, names, "coco")
+        voc = compute_metrics(records, dets, names, "voc")
+        results[label] = {"coco": coco, "voc": voc}
+        rows.append([label, os.path.basename(path), os.path.getsize(path), f"{coco['AP']:.1f}", f"{coco['AP50']:.1f}",
+                     f"{coco['AP75']:.1f}", f"{voc['AP50']:.1f}"])
+        print(rows[-1], flush=True)
+    save_results_json(results, a.out)
+    f_it, f_min = train_minutes(a.float_run)
+    q_it, q_min = train_minutes(a.int_run)
+    drop50 = results["float"]["coco"]["AP50"] - results["W4A8"]["coco"]["AP50"]
+    drop = results["float"]["coco"]["AP"] - results["W4A8"]["coco"]["AP"]
+    body = (f"## Default model (shapes, main variant, input {cfg.model.input_size})\n\n"
+            f"Machine: {machine()}. Held-out set: the shapes `val` split ({len(records)} images, never trained on), "
+            "evaluated through the exported artifacts on the runtime's CPU backend (COCO metrics by pycocotools, "
+            "VOC-protocol area AP50 as a second opinion).\n\n"
+            "Training commands:\n\n```bash\n"
+            "python -m codenet_pynq.training.train --config configs/shapes_default.yaml\n"
+            "python -m codenet_pynq.training.train --config configs/shapes_default_w4a8.yaml\n"
+            "python -m codenet_pynq.training.export --config configs/shapes_default.yaml "
+            "--weights runs/shapes_default/model_final.pth --out shapes_default_float.codenet\n"
+            "python -m codenet_pynq.training.export --config configs/shapes_default_w4a8.yaml "
+            "--weights runs/shapes_default_w4a8/model_final.pth --out shapes_default.codenet\n```\n\n"
+            f"Float training: {f_it} iterations of batch {cfg.solver.batch_size} in {f_min:.0f} min; W4A8 QAT: "
+            f"{q_it} iterations in {q_min:.0f} min (2-core CPU shared with other work during the run).\n\n"
+            + table(["model", "artifact", "bytes", "AP", "AP50", "AP75", "VOC AP50"], rows)
+            + f"\n\nW4A8 vs float: AP50 drop {drop50:.2f} points, AP drop {drop:.2f} points "
+            "(targets: <= 1.0 and <= 2.0). Targets for the float model: AP50 >= 95, AP >= 70.\n")
+    write_section("default_model", body)
+
+
+if __name__ == "__main__":
+    main()
