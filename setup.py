@@ -32,7 +32,7 @@ setup(
         "codenet_pynq.training.eval",
     ],
     package_dir={"codenet_pynq": "codenet_pynq", "codenet_pynq.training": "training"},
-    package_data={"codenet_pynq": ["models/*.codenet", "samples/*", "accel/codenet_params.h"]},
+    package_data={"codenet_pynq": ["models/*.codenet", "samples/*", "accel/codenet_params.h", "overlays/*/*"]},
     include_package_data=True,
     install_requires=RUNTIME,
     extras_require={"train": TRAIN, "board": ["pynq>=2.7"], "dev": DEV + TRAIN},

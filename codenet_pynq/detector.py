@@ -17,14 +17,17 @@ from .image_io import read_image, to_bgr_u8
 from .transforms import boxes_to_image, preprocess
 
 BACKENDS = ("auto", "fpga", "emulator", "cpu")
+#: backend options of the fpga backend that ``auto`` drops when it falls back to the CPU
+_ACCEL_ONLY_OPTIONS = ("overlay", "timeout_s", "download", "pynq_module", "platform")
 ImageLike = Union[np.ndarray, str, os.PathLike]
 
 
-def explain_auto(artifact: Artifact) -> Tuple[str, str]:
+def explain_auto(artifact: Artifact, overlay: Optional[str] = None) -> Tuple[str, str]:
     """Which backend ``auto`` picks for ``artifact`` and why, without starting it.
 
     Returns ``(name, reason)``: ``("fpga", "FPGA: ...")`` when a board and a matching overlay are
-    present, else ``("cpu", "CPU fallback: ...")``.
+    present, else ``("cpu", "CPU fallback: ...")``. ``overlay``: the .bit the fpga backend would load
+    (default: see :func:`codenet_pynq.backends.fpga.find_overlay`).
     """
     if not artifact.quantized:
         return "cpu", "CPU fallback: the artifact is a float model (the accelerator runs quantized models only)"
@@ -33,7 +36,7 @@ def explain_auto(artifact: Artifact) -> Tuple[str, str]:
     except ImportError as e:
         return "cpu", f"CPU fallback: FPGA backend unavailable ({e})"
     try:
-        ok, why = fpga_available(artifact)
+        ok, why = fpga_available(artifact, overlay=overlay)
     except BackendError as e:
         return "cpu", f"CPU fallback: cannot probe the FPGA ({e})"
     return ("fpga", f"FPGA: {why}") if ok else ("cpu", f"CPU fallback: {why}")
@@ -58,13 +61,15 @@ def _make_backend(artifact: Artifact, backend: str, **kw) -> Tuple[Any, str]:
     if backend != "auto":
         return _backend_class(backend)(artifact, **kw), "requested"
     # auto: the FPGA when a board and a matching overlay are present, else the CPU
-    name, reason = explain_auto(artifact)
+    name, reason = explain_auto(artifact, overlay=kw.get("overlay"))
     if name == "fpga":
         try:
             return _backend_class("fpga")(artifact, **kw), reason
         except BackendError as e:
             reason = f"CPU fallback: FPGA backend failed to start ({e})"
-    return _backend_class("cpu")(artifact, **kw), reason
+    # options meant for the accelerator (overlay, timeout_s, ...) do not apply to the fallback
+    cpu_kw = {k: v for k, v in kw.items() if k not in _ACCEL_ONLY_OPTIONS}
+    return _backend_class("cpu")(artifact, **cpu_kw), reason
 
 
 class Detector:

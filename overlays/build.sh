@@ -23,4 +23,6 @@ if ! ls "$ip_repo"/*.zip >/dev/null 2>&1; then
   make -C "$root/hls_src" hls
 fi
 vivado -mode batch -nojournal -log "$here/$board/vivado.log" -source "$bd" -tclargs "$ip_repo" "$here/$board"
-echo "overlay ready: $here/$board/codenet.bit + codenet.hwh"
+# the driver checks a model against the parameters the overlay was built with
+cp "$root/hls_src/codenet_params.h" "$here/$board/codenet_params.h"
+echo "overlay ready: $here/$board/codenet.bit + codenet.hwh (+ codenet_params.h)"

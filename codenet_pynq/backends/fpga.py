@@ -1,0 +1,605 @@
+"""FPGA backend: the CoDeNet accelerator (``codenet_top``) on a PYNQ board.
+
+Two layers, so that the same driver runs on a board and, without one, over an emulated platform
+(:mod:`codenet_pynq.platform`, used by the ``emulator`` backend and the tests):
+
+- :class:`CodenetAccelerator` -- the driver. Construction compiles the artifact's integer
+  program for the engine's parameters (after checking that the artifact was exported for
+  them), allocates three DRAM buffers once (descriptor table, weights, activations) and uploads
+  the table and the weights. Per frame (:meth:`~CodenetAccelerator.run`): the letterboxed image
+  goes into the input placement of the activation buffer, ``sync_to_device``, the address
+  registers and ``n_layers`` are written, ``ap_start``; the driver polls ``ap_done`` with a
+  growing sleep until a deadline (:class:`~codenet_pynq.errors.AcceleratorTimeout` past it),
+  reads the ``status`` register (non-zero: :class:`~codenet_pynq.errors.BackendError` naming the
+  failing descriptor and its layers), ``sync_from_device``, gathers the three head tensors and
+  dequantises them with the program's output scales.
+- :class:`PynqPlatform` / :class:`FpgaBackend` -- the board: ``pynq.Overlay`` of
+  ``codenet.bit`` + ``.hwh``, the IP found by VLNV (``*:hls:codenet_top:*``, exported by
+  ``hls_src/scripts/run_hls.tcl`` as ``codenet:hls:codenet_top:1.0``) and bound to a
+  ``pynq.DefaultIP`` subclass, buffers from ``pynq.allocate``.
+
+``pynq`` is optional: it is imported only when an FPGA backend is created (or probed by
+:func:`fpga_available`, which never raises). Without it every entry point says so and points
+at the CPU fallback.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..accel.compile import CompiledProgram, compile_program
+from ..accel.params import HwParams, ParamsError, load_params
+from ..artifact import Artifact
+from ..errors import AcceleratorTimeout, ArtifactError, BackendError, format_message
+from ..platform import AP_DONE, AP_IDLE, AP_START, Platform
+from ..program import Program, ProgramError
+from .base import Backend
+
+__all__ = ["CodenetAccelerator", "PynqPlatform", "FpgaBackend", "fpga_available", "find_overlay",
+           "check_hardware", "hardware_mismatches", "IP_VLNV", "IP_VLNV_PATTERN", "DEFAULT_BOARD"]
+
+#: VLNV of the IP exported by hls_src/scripts/run_hls.tcl (the DefaultIP subclass binds to it)
+IP_VLNV = "codenet:hls:codenet_top:1.0"
+#: what the driver accepts when it looks for the IP in an overlay (any vendor / version)
+IP_VLNV_PATTERN = "*:hls:codenet_top:*"
+DEFAULT_BOARD = "ultra96v2"
+OVERLAY_NAME = "codenet.bit"
+_PKG_DIR = Path(__file__).resolve().parents[1]
+_REPO_DIR = _PKG_DIR.parent
+
+_STATUS_TEXT = {1: "bad descriptor magic or version", 2: "unsupported op or flag combination",
+                3: "a size beyond the engine's static limits", 4: "n_layers out of range",
+                5: "a memory access outside its buffer (host emulation)"}
+_NO_PYNQ_HINT = ("the CPU fallback runs the same integer model bit-exactly: use backend='cpu' (or 'auto', "
+                 "which picks it), or backend='emulator' for the accelerator's own C++ on this machine")
+
+Model = Union[Artifact, Program]
+
+
+# =========================================================================== hardware parameters
+def hardware_mismatches(recorded: Any, params: HwParams) -> List[Tuple[str, Any, Any]]:
+    """(name, value in the artifact, value of the engine) for every recorded parameter that differs."""
+    if not isinstance(recorded, dict):
+        return [("hardware", recorded, "a dict of codenet_params.h values")]
+    out = []
+    for key in sorted(recorded):
+        mine = params.get(key)
+        if mine is None or recorded[key] != mine:
+            out.append((key, recorded[key], mine))
+    return out
+
+
+def check_hardware(artifact: Artifact, params: HwParams, where: str) -> None:
+    """Raise unless ``artifact`` was exported for the engine parameters ``params`` (built into ``where``).
+
+    ArtifactError when the manifest records no parameters, BackendError when they differ.
+    """
+    hw = artifact.manifest.get("hardware")
+    if not isinstance(hw, dict) or not hw:
+        raise ArtifactError(format_message(
+            artifact.path, "the manifest records no accelerator parameters ('hardware')",
+            "re-export the model with this codenet-pynq (python -m codenet_pynq.training.export with a "
+            "quantized config), or use backend='cpu'"))
+    bad = hardware_mismatches(hw, params)
+    if bad:
+        shown = ", ".join(f"{k} {a!r} (model) vs {b!r} (engine)" for k, a, b in bad[:6])
+        more = f" and {len(bad) - 6} more" if len(bad) > 6 else ""
+        raise BackendError(format_message(
+            artifact.path, f"exported for other accelerator parameters than {where} was built with "
+                           f"({params.source}): {shown}{more}",
+            "re-export the model against the codenet_params.h of this engine, or rebuild the engine from the "
+            "parameters the model records (overlays/build.sh for the overlay, `make -C hls_src lib` for the "
+            "emulator); backend='cpu' runs the model meanwhile"))
+
+
+def _status_text(status: int) -> Tuple[int, int, str]:
+    code, index = status & 0xFFFF, status >> 16
+    return code, index, _STATUS_TEXT.get(code, f"status code {code}")
+
+
+# =========================================================================== the driver
+class CodenetAccelerator:
+    """Driver of one ``codenet_top`` on a :class:`~codenet_pynq.platform.Platform`.
+
+    ``model``: a quantized :class:`~codenet_pynq.artifact.Artifact` (its ``hardware`` record
+    is checked against ``platform.params``) or an integer :class:`~codenet_pynq.program.Program`.
+    ``timeout_s``: the longest wait for ``ap_done`` of one frame.
+    """
+
+    #: sleep between ap_done polls: starts short, doubles, capped (no bare spin)
+    POLL_FIRST_S = 2e-5
+    POLL_MAX_S = 1e-3
+
+    def __init__(self, platform: Platform, model: Model, timeout_s: float = 2.0) -> None:
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+        self.platform = platform
+        self.params: HwParams = platform.params
+        self.timeout_s = float(timeout_s)
+        if isinstance(model, Artifact):
+            if not model.quantized:
+                raise BackendError(format_message(
+                    model.path, "is a float model; the accelerator runs quantized (W4A8) models only",
+                    "export it with quantization (docs/quantization.md) or use backend='cpu'"))
+            check_hardware(model, self.params, platform.name)
+            program = model.program()
+            self.source = model.path
+        elif isinstance(model, Program):
+            program = model
+            self.source = f"program ({len(program.layers)} layers)"
+        else:
+            raise TypeError(f"model must be an Artifact or a Program, got {type(model).__name__}")
+        self.program = program
+        try:
+            self.compiled: CompiledProgram = compile_program(program, self.params)
+        except ProgramError as e:
+            raise BackendError(format_message(self.source, f"the accelerator cannot run this model ({e})",
+                                              "re-export it for this engine, or use backend='cpu'")) from e
+        self._lock = threading.Lock()
+        self._closed = False
+        self.buffers: Dict[str, Any] = {}
+        self.frames = 0
+        self.last_timings: Dict[str, float] = {}
+        self._allocate_and_upload()
+        self._plan_io()
+
+    # ------------------------------------------------------------------ setup
+    def _allocate_and_upload(self) -> None:
+        cp = self.compiled
+        sizes = {"desc": cp.n_layers * self.params.DESC_WORDS * 4, "wgt": int(cp.weights.size), "act": int(cp.act_size)}
+        try:
+            for name, size in sizes.items():
+                self.buffers[name] = self.platform.allocate((max(size, 1),), np.uint8)
+        except BackendError:
+            self.close()
+            raise
+        except Exception as e:  # pynq raises plain RuntimeError / MemoryError when CMA is exhausted
+            self.close()
+            raise BackendError(format_message(
+                self.platform.name, f"cannot allocate {sum(sizes.values()) / 2**20:.1f} MiB of contiguous DMA "
+                                    f"memory ({type(e).__name__}: {e})",
+                "close other detectors or notebooks that hold buffers (restart their kernels) and retry")) from e
+        self.buffers["desc"][:sizes["desc"]] = cp.desc_bytes()
+        self.buffers["wgt"][:] = cp.weights
+        self.buffers["act"][:] = 0
+        for b in self.buffers.values():
+            b.sync_to_device()
+        self.addresses = {name: self._address(b) for name, b in self.buffers.items()}
+
+    @staticmethod
+    def _address(buf: Any) -> int:
+        for attr in ("device_address", "physical_address"):
+            a = getattr(buf, attr, None)
+            if a is not None:
+                return int(a)
+        raise BackendError("the platform's buffers have no device_address/physical_address; "
+                           "use pynq.allocate (pynq 2.7 or newer)")
+
+    def _plan_io(self) -> None:
+        """Precompute where the image goes and where the head outputs are read (flat byte indices)."""
+        cp = self.compiled
+        pl = cp.input
+        h, w, c = pl.shape
+        base = int(pl.addr[0])
+        contiguous = bool(np.all(pl.pix == c) and np.array_equal(pl.addr, base + np.arange(c)))
+        self._in_slice = slice(base, base + h * w * c) if contiguous else None
+        self._outputs: Dict[str, Tuple[np.ndarray, np.dtype, np.float32]] = {}
+        for role, name in cp.outputs.items():
+            t = cp.placements[name]
+            oh, ow, oc = t.shape
+            pix = np.arange(oh * ow, dtype=np.int64).reshape(1, oh, ow)
+            idx = t.addr.reshape(oc, 1, 1) + pix * t.pix.reshape(oc, 1, 1)  # C x H x W
+            dtype = np.dtype(np.int8) if t.kind == "s8" else np.dtype(np.uint8)
+            scale = np.float32(self.program.tensors[name].scale)
+            self._outputs[role] = (idx, dtype, scale)
+
+    # ------------------------------------------------------------------ registers
+    def _write64(self, reg: int, value: int) -> None:
+        self.platform.ip.write(reg, value & 0xFFFFFFFF)
+        self.platform.ip.write(reg + 4, (value >> 32) & 0xFFFFFFFF)
+
+    def _ctrl_text(self, ctrl: int) -> str:
+        bits = [n for b, n in ((AP_START, "start"), (AP_DONE, "done"), (AP_IDLE, "idle")) if ctrl & b]
+        return f"ap_ctrl=0x{ctrl:02x} ({', '.join(bits) or 'busy'})"
+
+    def _start(self) -> None:
+        p, ip = self.params, self.platform.ip
+        ctrl = ip.read(p.REG_AP_CTRL)
+        if ctrl & AP_START:
+            raise BackendError(format_message(
+                self.platform.name, f"the accelerator is still busy with an earlier start ({self._ctrl_text(ctrl)})",
+                "it probably hung on a previous frame: create the backend again (this re-downloads the "
+                "overlay) or power-cycle the board"))
+        self._write64(p.REG_DESC, self.addresses["desc"])
+        ip.write(p.REG_N_LAYERS, self.compiled.n_layers)
+        self._write64(p.REG_WGT, self.addresses["wgt"])
+        self._write64(p.REG_ACT_RD, self.addresses["act"])
+        self._write64(p.REG_ACT_WR, self.addresses["act"])
+        ip.write(p.REG_AP_CTRL, AP_START)
+
+    def _wait(self) -> int:
+        """Poll ap_done until the deadline; sleeps between polls (first 20 us, doubling to 1 ms)."""
+        p, ip = self.params, self.platform.ip
+        t0 = time.perf_counter()
+        deadline = t0 + self.timeout_s
+        delay = self.POLL_FIRST_S
+        while True:
+            ctrl = ip.read(p.REG_AP_CTRL)
+            if ctrl & AP_DONE or (ctrl & AP_IDLE and not ctrl & AP_START):
+                return ctrl
+            now = time.perf_counter()
+            if now >= deadline:
+                raise AcceleratorTimeout(format_message(
+                    self.platform.name,
+                    f"no ap_done from the accelerator within the {self.timeout_s:g} s timeout "
+                    f"({self._ctrl_text(ctrl)}, {self.compiled.n_layers} descriptors of {self.source})",
+                    "the IP is hung or the overlay does not match this codenet-pynq: create the backend again "
+                    "(re-downloads the overlay), power-cycle the board if it persists, rebuild the overlay from "
+                    "this hls_src (overlays/build.sh); for a very large model pass a larger timeout_s"))
+            time.sleep(min(delay, deadline - now))
+            delay = min(delay * 2.0, self.POLL_MAX_S)
+
+    def _check_status(self) -> None:
+        status = int(self.platform.ip.read(self.params.REG_STATUS))
+        if status == 0:
+            return
+        code, index, text = _status_text(status)
+        info = self.compiled.info[index] if index < len(self.compiled.info) else None
+        what = f"descriptor {index}" + (f" ({info.op}: {'+'.join(info.layers)})" if info is not None else "")
+        raise BackendError(format_message(
+            self.platform.name, f"the engine stopped at {what}: {text} (status register 0x{status:08x})",
+            "the descriptor table does not match this engine: rebuild the overlay / emulation library from this "
+            "codenet-pynq's hls_src (`make -C hls_src lib`), re-export the model, or create the backend again "
+            "if the table in DRAM was overwritten"))
+
+    def cycles(self) -> int:
+        """Modelled cycle count of the last run (the engine's ``cycles`` register)."""
+        return int(self.platform.ip.read(self.params.REG_CYCLES))
+
+    # ------------------------------------------------------------------ per frame
+    def _write_image(self, pixels: np.ndarray) -> None:
+        img = np.asarray(pixels)
+        shape = tuple(self.compiled.input.shape)
+        if img.dtype != np.uint8 or img.shape != shape:
+            raise ValueError(f"the accelerator expects a letterboxed uint8 image of shape {shape}, got "
+                             f"{img.dtype} {img.shape}; use codenet_pynq.transforms.preprocess")
+        act = self.buffers["act"]
+        if self._in_slice is not None:
+            act[self._in_slice] = img.reshape(-1)
+        else:
+            self.compiled.write_input(act, img)
+
+    def _execute(self, pixels: np.ndarray) -> Dict[str, float]:
+        if self._closed:
+            raise BackendError(f"{self.platform.name}: the accelerator driver was closed; create the backend again")
+        act = self.buffers["act"]
+        t0 = time.perf_counter()
+        self._write_image(pixels)
+        act.sync_to_device()
+        t1 = time.perf_counter()
+        self._start()
+        self._wait()
+        self._check_status()
+        t2 = time.perf_counter()
+        act.sync_from_device()
+        self.frames += 1
+        return {"input": (t1 - t0) * 1e3, "accelerator": (t2 - t1) * 1e3, "_t": time.perf_counter()}
+
+    def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
+        """One frame: letterboxed uint8 (S, S, 3) BGR -> ``{"hm", "wh", "reg"}`` float32 C x H x W."""
+        with self._lock:
+            tm = self._execute(pixels)
+            act = np.asarray(self.buffers["act"])
+            out = {role: act[idx].view(dtype).astype(np.float32) * scale
+                   for role, (idx, dtype, scale) in self._outputs.items()}
+            t3 = time.perf_counter()
+            tm["output"] = (t3 - tm.pop("_t")) * 1e3
+            tm["total"] = tm["input"] + tm["accelerator"] + tm["output"]
+            self.last_timings = tm
+            return out
+
+    def run_int(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
+        """One frame; the head tensors as integers, H x W x C (int8 for s8): the golden layout."""
+        with self._lock:
+            self._execute(pixels)
+            return self.compiled.read_outputs(np.asarray(self.buffers["act"]))
+
+    def throughput_test(self, n: int = 50, pixels: Optional[np.ndarray] = None, warmup: int = 2,
+                        clock_mhz: float = 250.0) -> Dict[str, Any]:
+        """Run ``n`` frames back to back; fps, mean per-stage milliseconds and the modelled cycles.
+
+        Stages: ``input`` (image into DRAM + sync), ``accelerator`` (registers, start, wait, status),
+        ``output`` (sync back, gather, dequantise). ``modelled_fps`` is the engine's cycle count at
+        ``clock_mhz`` (what the hardware would do with no CPU work).
+        """
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        if pixels is None:
+            pixels = np.random.default_rng(0).integers(0, 256, self.compiled.input.shape, dtype=np.uint8)
+        for _ in range(max(0, warmup)):
+            self.run(pixels)
+        sums: Dict[str, float] = {}
+        t0 = time.perf_counter()
+        for _ in range(n):
+            self.run(pixels)
+            for k, v in self.last_timings.items():
+                sums[k] = sums.get(k, 0.0) + v
+        dt = time.perf_counter() - t0
+        cycles = self.cycles()
+        return {"frames": n, "seconds": dt, "fps": n / dt if dt > 0 else float("inf"),
+                "stage_ms": {k: v / n for k, v in sums.items()}, "cycles": cycles,
+                "modelled_ms": cycles / (clock_mhz * 1e3), "clock_mhz": clock_mhz,
+                "modelled_fps": clock_mhz * 1e6 / cycles if cycles else float("nan")}
+
+    # ------------------------------------------------------------------ misc
+    def describe(self) -> str:
+        cp = self.compiled
+        return (f"{cp.n_layers} descriptors, weights {cp.weights.size / 1024:.0f} KiB, activations "
+                f"{cp.act_size / 1024:.0f} KiB on {self.platform.describe()}")
+
+    def close(self) -> None:
+        """Free the DRAM buffers (idempotent)."""
+        self._closed = True
+        for buf in self.buffers.values():
+            try:
+                self.platform.free(buf)
+            except Exception:  # freeing is best effort
+                pass
+        self.buffers = {}
+
+    def __enter__(self) -> CodenetAccelerator:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# =========================================================================== overlay files
+def board_name() -> str:
+    """The board name PYNQ images export as $BOARD, lower case without separators (default ultra96v2)."""
+    raw = os.environ.get("BOARD", "") or DEFAULT_BOARD
+    return "".join(ch for ch in raw.lower() if ch.isalnum())
+
+
+def overlay_candidates(overlay: Optional[Union[str, os.PathLike]] = None) -> List[Path]:
+    """Where the .bit is looked for: the argument, $CODENET_OVERLAY, the package, the source tree."""
+    out: List[Path] = []
+    for given in (overlay, os.environ.get("CODENET_OVERLAY") or None):
+        if given:
+            p = Path(given).expanduser()
+            out.append(p / OVERLAY_NAME if p.is_dir() else p.with_suffix(".bit"))
+            if overlay is not None:
+                return out  # an explicit overlay is the only candidate
+    board = board_name()
+    out += [_PKG_DIR / "overlays" / board / OVERLAY_NAME, _PKG_DIR / "overlays" / OVERLAY_NAME,
+            _REPO_DIR / "overlays" / board / OVERLAY_NAME]
+    return out
+
+
+def find_overlay(overlay: Optional[Union[str, os.PathLike]] = None) -> Tuple[Path, Path]:
+    """(bit, hwh) of the CoDeNet overlay; BackendError naming what is missing and how to build it."""
+    cands = overlay_candidates(overlay)
+    for bit in cands:
+        hwh = bit.with_suffix(".hwh")
+        if bit.is_file() and hwh.is_file():
+            return bit, hwh
+    half = [b for b in cands if b.is_file() != b.with_suffix(".hwh").is_file()]
+    if half:
+        b = half[0]
+        missing = b.with_suffix(".hwh") if b.is_file() else b
+        problem = f"overlay {b.with_suffix('')}.bit/.hwh is incomplete: {missing} is missing"
+    else:
+        problem = f"no CoDeNet overlay (codenet.bit + codenet.hwh) found; looked in {', '.join(map(str, cands))}"
+    raise BackendError(format_message(
+        "fpga backend", problem,
+        f"build it with `overlays/build.sh {board_name()}` (Vivado/Vitis HLS 2022.2+, see "
+        f"overlays/{board_name()}/README.md), copy codenet.bit and codenet.hwh to the board, and pass "
+        "overlay='path/to/codenet.bit' (or set CODENET_OVERLAY)"))
+
+
+def overlay_params(bit: Path) -> HwParams:
+    """Parameters the overlay was built with: ``codenet_params.h`` next to the .bit, else the package header."""
+    beside = bit.parent / "codenet_params.h"
+    try:
+        return load_params(beside) if beside.is_file() else load_params()
+    except ParamsError as e:
+        raise BackendError(str(e)) from e
+
+
+# =========================================================================== pynq
+def _import_pynq(pynq_module: Any = None) -> Any:
+    if pynq_module is not None:
+        return pynq_module
+    try:
+        import pynq  # optional dependency, only on a board
+    except ModuleNotFoundError as e:
+        if e.name not in (None, "pynq"):  # pynq is there but one of its own dependencies is not
+            raise BackendError(format_message(
+                "fpga backend", f"pynq cannot be imported: it needs the missing module {e.name!r}",
+                f"repair the PYNQ installation; {_NO_PYNQ_HINT}")) from e
+        raise BackendError(format_message(
+            "fpga backend", "no PYNQ board: pynq is not installed",
+            f"the fpga backend runs on a PYNQ board image (or `pip install codenet-pynq[board]` there); "
+            f"{_NO_PYNQ_HINT}")) from e
+    except Exception as e:  # pynq raises all sorts when the board support is broken
+        raise BackendError(format_message("fpga backend", f"pynq cannot be imported ({type(e).__name__}: {e})",
+                                          f"check the PYNQ installation; {_NO_PYNQ_HINT}")) from e
+    return pynq
+
+
+_DRIVERS: Dict[type, type] = {}
+
+
+def ip_driver_class(pynq: Any) -> type:
+    """A ``pynq.DefaultIP`` subclass bound (``bindto``) to the CoDeNet IP's VLNV (made once per pynq)."""
+    base = pynq.DefaultIP
+    if base not in _DRIVERS:
+
+        class CodenetTopIP(base):  # type: ignore[misc, valid-type]
+            """Register access of codenet_top (the driver logic lives in CodenetAccelerator)."""
+
+            bindto = [IP_VLNV]
+
+            def __init__(self, description: Dict[str, Any]) -> None:
+                super().__init__(description)
+
+        _DRIVERS[base] = CodenetTopIP
+    return _DRIVERS[base]
+
+
+def _devices(pynq: Any) -> Sequence[Any]:
+    dev = getattr(pynq, "Device", None)
+    if dev is None:
+        return []
+    devices = getattr(dev, "devices", None)
+    return list(devices) if devices else []
+
+
+# hwh register names Vitis HLS gives the control registers -> the header's offsets
+def _expected_registers(p: HwParams) -> Dict[str, int]:
+    reg = {"ctrl": p.REG_AP_CTRL, "n_layers": p.REG_N_LAYERS, "status": p.REG_STATUS, "cycles": p.REG_CYCLES}
+    for name, off in (("desc", p.REG_DESC), ("wgt", p.REG_WGT), ("act_rd", p.REG_ACT_RD), ("act_wr", p.REG_ACT_WR)):
+        reg[name] = reg[f"{name}_1"] = off
+        reg[f"{name}_2"] = off + 4
+    return reg
+
+
+class PynqPlatform(Platform):
+    """The board: ``pynq.Overlay`` + the ``codenet_top`` IP + ``pynq.allocate``.
+
+    ``pynq_module`` replaces ``import pynq`` (tests pass a pynq-like fake).
+    """
+
+    def __init__(self, overlay: Optional[Union[str, os.PathLike]] = None, download: bool = True,
+                 pynq_module: Any = None, params: Optional[HwParams] = None) -> None:
+        pynq = _import_pynq(pynq_module)
+        self._pynq = pynq
+        self.bit, self.hwh = find_overlay(overlay)
+        self.params = params if params is not None else overlay_params(self.bit)
+        ip_driver_class(pynq)  # register the bindto driver before the overlay is parsed
+        try:
+            self.overlay = pynq.Overlay(str(self.bit), download=download)
+        except Exception as e:  # pynq's own errors
+            raise BackendError(format_message(
+                str(self.bit), f"pynq cannot load the overlay ({type(e).__name__}: {e})",
+                "check that the .bit/.hwh pair was built for this board (overlays/build.sh) and that no other "
+                "process holds the FPGA")) from e
+        ip_dict = dict(getattr(self.overlay, "ip_dict", {}) or {})
+        names = [n for n, d in ip_dict.items() if fnmatch.fnmatch(str(d.get("type", "")), IP_VLNV_PATTERN)]
+        if not names:
+            found = sorted({str(d.get("type", "?")) for d in ip_dict.values()})
+            raise BackendError(format_message(
+                str(self.bit), f"the overlay has no CoDeNet IP (VLNV {IP_VLNV_PATTERN}); it holds {found or 'no IP'}",
+                "load the CoDeNet overlay built by overlays/build.sh, not another design"))
+        self.ip_name = sorted(names)[0]
+        self.vlnv = str(ip_dict[self.ip_name].get("type"))
+        self._check_registers(ip_dict[self.ip_name].get("registers") or {})
+        self.ip = functools.reduce(getattr, self.ip_name.split("/"), self.overlay)
+        self.name = f"overlay {self.bit}, IP {self.ip_name} ({self.vlnv})"
+
+    def _check_registers(self, registers: Dict[str, Any]) -> None:
+        """The .hwh register offsets are authoritative: refuse an IP whose map differs from the header."""
+        expected = _expected_registers(self.params)
+        bad = []
+        for name, reg in registers.items():
+            want = expected.get(str(name).lower())
+            got = reg.get("address_offset") if isinstance(reg, dict) else None
+            if want is not None and got is not None and int(got) != want:
+                bad.append(f"{name} at 0x{int(got):x} (hwh) vs 0x{want:x} (codenet_params.h)")
+        if bad:
+            raise BackendError(format_message(
+                str(self.hwh), f"the IP's register map differs from codenet_params.h: {'; '.join(bad)}",
+                "rebuild the overlay from this codenet-pynq's hls_src (overlays/build.sh), or use the "
+                "codenet_params.h it was built with"))
+
+    def allocate(self, shape: Any, dtype: Any = np.uint8) -> np.ndarray:
+        return self._pynq.allocate(shape=shape, dtype=dtype)
+
+    def close(self) -> None:
+        """Nothing to release: the overlay stays loaded for the next user."""
+
+    def describe(self) -> str:
+        return f"FPGA {board_name()}: {self.name}"
+
+
+def fpga_available(artifact: Optional[Artifact] = None, overlay: Optional[Union[str, os.PathLike]] = None,
+                   pynq_module: Any = None) -> Tuple[bool, str]:
+    """Can the fpga backend run ``artifact`` here? ``(True, what)`` or ``(False, why not)``; never raises."""
+    try:
+        if artifact is not None and not artifact.quantized:
+            return False, "the artifact is a float model (the accelerator runs quantized models only)"
+        try:
+            pynq = _import_pynq(pynq_module)
+        except BackendError as e:
+            msg = str(e)
+            if "not installed" in msg:
+                return False, "no PYNQ board: pynq is not installed"
+            return False, msg
+        try:
+            devices = _devices(pynq)
+        except Exception as e:  # pynq raises when no FPGA manager exists
+            return False, f"no PYNQ board: pynq found no FPGA device ({type(e).__name__}: {e})"
+        if not devices:
+            return False, "no PYNQ board: pynq found no FPGA device"
+        try:
+            bit, _ = find_overlay(overlay)
+        except BackendError as e:
+            return False, str(e)
+        if artifact is not None:
+            if not artifact.manifest.get("hardware"):
+                return False, f"{artifact.path} records no accelerator parameters; re-export it"
+            try:
+                bad = hardware_mismatches(artifact.manifest["hardware"], overlay_params(bit))
+            except BackendError as e:
+                return False, str(e)
+            if bad:
+                k, a, b = bad[0]
+                return False, (f"the overlay {bit} was built with other accelerator parameters than the model "
+                               f"({k}: {b!r} vs {a!r}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})")
+        return True, f"PYNQ board {board_name()} with overlay {bit}"
+    except Exception as e:  # a probe must never raise
+        return False, f"cannot probe the FPGA ({type(e).__name__}: {e})"
+
+
+# =========================================================================== the backend
+class FpgaBackend(Backend):
+    """The accelerator on a PYNQ board. See the module doc for the data path.
+
+    ``overlay``: path of ``codenet.bit`` (with ``codenet.hwh`` beside it) or its folder; default
+    ``$CODENET_OVERLAY``, ``codenet_pynq/overlays/<board>/``, ``overlays/<board>/``.
+    ``platform``: an already opened :class:`~codenet_pynq.platform.Platform` (reuse one overlay).
+    """
+
+    name = "fpga"
+
+    def __init__(self, artifact: Artifact, overlay: Optional[Union[str, os.PathLike]] = None,
+                 timeout_s: float = 2.0, download: bool = True, pynq_module: Any = None,
+                 platform: Optional[Platform] = None) -> None:
+        self.artifact = artifact
+        if not artifact.quantized:
+            raise BackendError(format_message(
+                artifact.path, "is a float model; the accelerator runs quantized (W4A8) models only",
+                "export it with quantization (docs/quantization.md) or use backend='cpu'"))
+        self.platform = platform if platform is not None else PynqPlatform(overlay, download, pynq_module)
+        self.accelerator = CodenetAccelerator(self.platform, artifact, timeout_s)
+
+    def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
+        return self.accelerator.run(pixels)
+
+    @property
+    def last_timings(self) -> Dict[str, float]:
+        return self.accelerator.last_timings
+
+    def close(self) -> None:
+        self.accelerator.close()
+
+    def describe(self) -> str:
+        return f"fpga ({self.accelerator.describe()})"

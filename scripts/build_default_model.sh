@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Rebuild the shipped default model from scratch on a CPU (about 2 hours on 2 cores):
+# float training, W4A8 QAT, export, evaluation through the artifacts, re-export with metrics.
+# Steps already done are skipped (each run resumes), so it can be re-run after a kill.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODELS=codenet_pynq/models
+mkdir -p "$MODELS"
+python -m codenet_pynq.training.train --config configs/shapes_default.yaml --resume
+python -m codenet_pynq.training.train --config configs/shapes_default_w4a8.yaml --resume
+python -m codenet_pynq.training.export --config configs/shapes_default.yaml \
+    --weights runs/shapes_default/model_final.pth --out "$MODELS/shapes_default_float.codenet"
+python -m codenet_pynq.training.export --config configs/shapes_default_w4a8.yaml \
+    --weights runs/shapes_default_w4a8/model_final.pth --out "$MODELS/shapes_default.codenet"
+python benchmarks/default_model.py --float "$MODELS/shapes_default_float.codenet" \
+    --int "$MODELS/shapes_default.codenet" --out runs/default_model_eval.json
+python - <<'PY'
+import json
+r = json.load(open("runs/default_model_eval.json"))
+for k in ("float", "W4A8"):
+    m = {f"coco_{n}": r[k]["coco"][n] for n in ("AP", "AP50", "AP75")}
+    m["voc_AP50"] = r[k]["voc"]["AP50"]
+    m["eval_set"] = "shapes val (500 held-out images)"
+    json.dump(m, open(f"runs/metrics_{k}.json", "w"), indent=1)
+PY
+python -m codenet_pynq.training.export --config configs/shapes_default.yaml \
+    --weights runs/shapes_default/model_final.pth --out "$MODELS/shapes_default_float.codenet" --metrics runs/metrics_float.json
+python -m codenet_pynq.training.export --config configs/shapes_default_w4a8.yaml \
+    --weights runs/shapes_default_w4a8/model_final.pth --out "$MODELS/shapes_default.codenet" --metrics runs/metrics_W4A8.json
+ls -la "$MODELS"
