@@ -63,8 +63,8 @@ def main() -> None:
         fl, it = graphs(size)
         x = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
         sf, si = session(fl, a.threads), session(it, a.threads)
-        tf = median_ms(lambda: sf.run(None, {"image": x}), a.runs, a.warmup)
-        ti = median_ms(lambda: si.run(None, {"image": x}), a.runs, a.warmup)
+        tf = median_ms(lambda s=sf, x=x: s.run(None, {"image": x}), a.runs, a.warmup)
+        ti = median_ms(lambda s=si, x=x: s.run(None, {"image": x}), a.runs, a.warmup)
         rows.append([size, tf, ti, f"{ti / tf:.2f}x"])
         print(rows[-1], flush=True)
     body = (f"## Integer-exact CPU graph vs float graph\n\nMachine: {head}. Versions: {versions()}.\n"

@@ -360,7 +360,7 @@ def main(argv: Sequence[str] = ()) -> int:
         return 0
     write_doc(args.doc, body)
     summary = ["## Accelerator cycle model (Ultra96, 250 MHz)", "",
-               f"Command: `python benchmarks/perf_model.py`. Model and method: [perf_model.md](perf_model.md); "
+               "Command: `python benchmarks/perf_model.py`. Model and method: [perf_model.md](perf_model.md); "
                "published numbers are the FPGA'21 paper's and its notebook's, the rest are predictions.", ""]
     summary += section_validation(eng) + section_ours()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
