@@ -328,7 +328,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
               "or folders that contain some", file=sys.stderr)
         return EXIT_NOTHING_DONE
 
-    det = Detector.load(_resolve_model(model, "detect"), backend=args.backend)
+    det = Detector.load(_resolve_model(model, "detect"), backend=args.backend, **_backend_kw(args))
     records: List[Dict[str, Any]] = []
     used: Set[Path] = set()
     input_paths = {it.path.resolve() for it in items}
@@ -530,7 +530,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         image, source = read_image(args.image), args.image
     else:
         image, source = _sample_image()
-    det = Detector.load(_resolve_model(_model_from_args(args), "benchmark"), backend=args.backend)
+    det = Detector.load(_resolve_model(_model_from_args(args), "benchmark"), backend=args.backend,
+                        **_backend_kw(args))
     times: Dict[str, List[float]] = {s: [] for s in STAGES}
     with det:
         print(f"model {det.artifact.path} (input {det.input_size}) on {det.describe()}")
@@ -664,6 +665,14 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
                    help="where the network runs: auto (the FPGA when a board and a matching overlay are "
                         "present and the model is quantized, else cpu), fpga, emulator (the accelerator's "
                         "C++ on the host), cpu (ONNX Runtime). Default: %(default)s")
+    p.add_argument("--overlay", metavar="BIT", default=None,
+                   help="the overlay's .bit file for the fpga backend (its .hwh and codenet_params.h beside it); "
+                        "default: $CODENET_OVERLAY, then overlays/<board>/codenet.bit")
+
+
+def _backend_kw(args: argparse.Namespace) -> dict:
+    use = getattr(args, "overlay", None) and args.backend in ("fpga", "auto")
+    return {"overlay": args.overlay} if use else {}
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
