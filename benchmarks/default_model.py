@@ -34,6 +34,30 @@ def train_minutes(run_dir: str) -> tuple:
     return its, total / 60.0
 
 
+def plot_curves(runs, path: str) -> None:
+    """Training loss (and its parts) per iteration of each run, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
+    for ax, (title, run_dir) in zip(axes[0], runs):
+        recs = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8")]
+        recs = sorted({r["iteration"]: r for r in recs if "loss" in r}.values(), key=lambda r: r["iteration"])
+        it = [r["iteration"] for r in recs]
+        for key in ("loss", "hm", "wh", "reg"):
+            ax.plot(it, [r[key] * (0.1 if key == "wh" else 1) for r in recs], label=key if key != "wh" else "0.1 wh")
+        ax.set_title(title)
+        ax.set_xlabel("iteration")
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--float", dest="float_path", required=True)
@@ -55,6 +79,9 @@ def main() -> None:
                      f"{coco['AP75']:.1f}", f"{voc['AP50']:.1f}"])
         print(rows[-1], flush=True)
     save_results_json(results, a.out)
+    img = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "img",
+                       "default_training_curve.png")
+    plot_curves([("float training", a.float_run), ("W4A8 QAT", a.int_run)], img)
     f_it, f_min = train_minutes(a.float_run)
     q_it, q_min = train_minutes(a.int_run)
     drop50 = results["float"]["coco"]["AP50"] - results["W4A8"]["coco"]["AP50"]
@@ -73,6 +100,7 @@ def main() -> None:
             f"Float training: {f_it} iterations of batch {cfg.solver.batch_size} in {f_min:.0f} min; W4A8 QAT: "
             f"{q_it} iterations in {q_min:.0f} min (2-core CPU shared with other work during the run).\n\n"
             + table(["model", "artifact", "bytes", "AP", "AP50", "AP75", "VOC AP50"], rows)
+            + "\n\n![training curves](img/default_training_curve.png)"
             + f"\n\nW4A8 vs float: AP50 drop {drop50:.2f} points, AP drop {drop:.2f} points "
             "(targets: <= 1.0 and <= 2.0). Targets for the float model: AP50 >= 95, AP >= 70.\n")
     write_section("default_model", body)
