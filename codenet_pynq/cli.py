@@ -484,8 +484,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             rows.append(("program", f"{prog['layers']} layers"))
         hw = info["hardware"]
         if isinstance(hw, dict) and hw:
-            rows.append(("hardware", ", ".join(f"{k} {_fmt_value(v)}" for k, v in _flatten(hw)
-                                               if not isinstance(v, (list, tuple)))))
+            key = [k for k in ("PA", "PE", "DW_PE", "MAX_OFFSET", "LB_ROWS", "ACC_BITS", "MAX_W", "MAX_C") if k in hw]
+            shown = [(k, hw[k]) for k in key] or [kv for kv in _flatten(hw) if not isinstance(kv[1], (list, tuple))]
+            rows.append(("hardware", ", ".join(f"{k} {_fmt_value(v)}" for k, v in shown)
+                         + (" (all parameters: --json)" if key else "")))
     else:
         rows.append(("precision", "float32 (not quantized: runs on the cpu backend; the accelerator needs a "
                                   "quantized export)"))

@@ -22,6 +22,9 @@ from ..models import build_model
 from .qat import prepare_qat
 from .qgraph import QGraph, QuantizationError
 
+ACCEL_DESC = "accel_descriptors.bin"
+ACCEL_WEIGHTS = "accel_weights.bin"
+
 
 def load_qgraph(cfg, weights: str) -> QGraph:
     """A QGraph with the parameters and scales of a QAT checkpoint."""
@@ -45,14 +48,13 @@ def layer_report(program: Program) -> list:
     return rows
 
 
-def check_hardware(program: Program) -> Dict[str, Any]:
-    """Refuse a program the accelerator cannot run; returns the hardware parameters it fits."""
+def check_hardware(program: Program):
+    """Compile for the accelerator of ``hls_src/codenet_params.h``; refuse what it cannot run."""
     params = load_params()
     try:
-        compile_program(program, params)
+        return compile_program(program, params)
     except ProgramError as e:
         raise QuantizationError(f"the accelerator cannot run this model: {e}") from e
-    return dict(params)
 
 
 def verify_int_graph(program: Program, onnx_bytes: bytes, seed: int = 0) -> None:
@@ -81,7 +83,7 @@ def export_quantized(cfg, weights: str, out_path: str, extra: Optional[Dict[str,
 
     graph = load_qgraph(cfg, weights)
     program = graph.to_program(meta={"variant": cfg.model.variant, "width": cfg.model.width})
-    hw = check_hardware(program)
+    compiled = check_hardware(program)
     int_onnx = build_int_onnx(program).SerializeToString()
     verify_int_graph(program, int_onnx)
     pj, pn = program.to_bytes()
@@ -91,9 +93,17 @@ def export_quantized(cfg, weights: str, out_path: str, extra: Optional[Dict[str,
     manifest["quantized"] = True
     manifest["graphs"] = {"int": INT_GRAPH}
     manifest["program"] = {"json": PROGRAM_JSON, "npz": PROGRAM_NPZ, "layers": len(program.layers)}
-    manifest["hardware"] = hw
+    manifest["hardware"] = dict(compiled.params)
+    manifest["accelerator"] = {
+        "descriptors": ACCEL_DESC, "weights": ACCEL_WEIGHTS, "n_layers": compiled.n_layers,
+        "weight_bytes": int(compiled.weights.size), "activation_bytes": int(compiled.act_size),
+        "layout": "hls_src/README.md: descriptor table (96 little-endian u32 words per layer) and the weight "
+                  "blob (int4 pairs low nibble first in PA x PE tiles, depthwise per tap, 8 bytes bias/M|S "
+                  "per channel); produced for the 'hardware' parameters, recompiled at load for others"}
     manifest["quantization"] = {"weights": "int4 symmetric per output channel (first layer int8)",
                                 "activations": "u8/s8 per tensor, zero point 0",
                                 "accumulators": layer_report(program)}
     manifest["stats"].update({"macs": program.macs(), "weight_bytes": program.weight_bytes()})
-    return write_artifact(out_path, manifest, {INT_GRAPH: int_onnx, PROGRAM_JSON: pj, PROGRAM_NPZ: pn})
+    files = {INT_GRAPH: int_onnx, PROGRAM_JSON: pj, PROGRAM_NPZ: pn,
+             ACCEL_DESC: compiled.desc_bytes().tobytes(), ACCEL_WEIGHTS: compiled.weights.tobytes()}
+    return write_artifact(out_path, manifest, files)
