@@ -391,8 +391,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(json.dumps(evaluate_model(model.to(device), cfg, device), indent=1, default=float))
             return 0
         trainer = Trainer(cfg, device, resume=args.resume, progress=not args.no_progress)
+        finished = trainer.start_iter >= cfg.solver.max_iter  # a resumed, already finished run: nothing to do
         trainer.run()
-        trainer.evaluate(cfg.solver.max_iter)
+        if not finished:
+            trainer.evaluate(cfg.solver.max_iter)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
