@@ -23,32 +23,41 @@ from codenet_pynq.artifact import FLOAT_GRAPH, write_artifact
 
 from .config import ExperimentConfig, load_config
 from .models import CoDeNet, build_model, conv_macs, count_parameters
+from .onnx_opt import ExportGraph
 
 OPSET = 19
 OUTPUTS = ("hm", "wh", "reg")
 
 
 class PixelsToHeads(nn.Module):
-    """uint8 NHWC pixels -> (hm, wh, reg): the graph interface of every artifact."""
+    """uint8 NHWC pixels -> (hm, wh, reg): the graph interface of every artifact.
 
-    def __init__(self, model: nn.Module):
+    ``optimize``: run the model through :class:`~codenet_pynq.training.onnx_opt.ExportGraph`
+    (same values, hardware square blocks in a form that ONNX Runtime runs fast).
+    """
+
+    def __init__(self, model: nn.Module, optimize: bool = True):
         super().__init__()
-        self.model = model
+        self.net = ExportGraph(model) if optimize else model
 
     def forward(self, image: torch.Tensor):
-        x = image.permute(0, 3, 1, 2).float()
-        out = self.model(x)
+        out = self.net(image.permute(0, 3, 1, 2).float())
         return out["hm"], out["wh"], out["reg"]
 
 
-def float_onnx_bytes(model: CoDeNet, input_size: int) -> bytes:
-    """Export the float model (eval mode) to ONNX opset 19 bytes."""
+def float_onnx_bytes(model: CoDeNet, input_size: int, optimize: bool = True) -> bytes:
+    """Export the float model (eval mode) to ONNX opset 19 bytes.
+
+    Traced without autograd (the straight-through gradient terms of the hardware blocks are
+    zero-valued and must not end up in the graph). ``optimize=False`` exports the eager forward
+    literally (for comparisons).
+    """
     was_training = model.training
-    wrapper = PixelsToHeads(model).eval()  # the exporter restores the wrapper's mode afterwards
+    wrapper = PixelsToHeads(model, optimize).eval()  # the exporter restores the wrapper's mode afterwards
     buf = io.BytesIO()
     dummy = torch.zeros(1, input_size, input_size, 3, dtype=torch.uint8)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(wrapper, dummy, buf, opset_version=OPSET, dynamo=False,
                               input_names=["image"], output_names=list(OUTPUTS), do_constant_folding=True)
@@ -100,10 +109,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--weights", required=True, help="checkpoint (.pth), e.g. OUTPUT_DIR/model_final.pth")
     p.add_argument("--out", required=True, help="output .codenet file")
     p.add_argument("--metrics", help="JSON of evaluation results to record in the manifest")
+    p.add_argument("--score-threshold", type=float, default=0.3,
+                   help="default detection score threshold recorded in the artifact (default: %(default)s)")
     p.add_argument("opts", nargs="*", help="config overrides")
     a = p.parse_args(argv)
     cfg = load_config(a.config, a.opts)
-    extra = {}
+    extra = {"decode": {"top_k": 100, "score_threshold": a.score_threshold,
+                        "outputs": {"hm": "logits", "wh": "pixels@stride4", "reg": "pixels@stride4"}}}
     if a.metrics:
         import json
 
