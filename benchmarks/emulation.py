@@ -36,6 +36,9 @@ def main() -> None:
     head = machine()
     cases = [(f"random-weight 1.0x, decoder 512/256/128, head 128, {s}x{s}",
               codenet_like_program(np.random.default_rng(s), input_size=s)) for s in (256, 512)]
+    cases += [(f"random-weight 1.0x, FPGA'21 decoder 256/128/64, head 64, {s}x{s}",
+               codenet_like_program(np.random.default_rng(s), input_size=s, decoder=(256, 128, 64), head=64))
+              for s in (256, 512)]
     path = default_model_path()
     if path:
         cases.append((f"shipped default ({os.path.basename(path)}), {load_artifact(path).input_size}",
