@@ -5,9 +5,10 @@ into the convs, mean/std folded into the first conv, and the network written as 
 list as :class:`codenet_pynq.program.Program`. A QGraph runs in three modes:
 
 ``float``  real-valued activations, no quantization (calibration: it records activation ranges)
-``qat``    fake-quant training: tensors carry *integer values* (q) in float32, weights are
-           rounded to int4/int8 with straight-through gradients, requantisation uses the real
-           multiplier s_in * s_w / s_out and the contract's rounding floor(x + 0.5)
+``qat``    fake-quant training: tensors carry *integer values* (q), weights are rounded to
+           int4/int8 and the requantisation uses the exported M / 2^S and the contract's
+           rounding floor(x + 0.5) (in float64), all with straight-through gradients: the
+           forward equals the golden while the float32 conv sums stay below 2^24
 ``exact``  the contract bit for bit: float64 integer arithmetic with the exported M / 2^S; its
            head outputs equal the numpy golden reference exactly
 
@@ -119,14 +120,19 @@ class QConv(nn.Module):
             sh = torch.from_numpy(2.0 ** p["S"]).double().view(1, -1, 1, 1)
             y = torch.floor(((acc + b) * m + sh / 2) / sh)
             return torch.clamp(y, lo, hi).to(x.dtype if x.dtype != torch.float64 else torch.float64)
-        s_in, s_out = s_in.float(), s_out.float()
+        # QAT: the contract's own integers (int weights, bias, M / 2^S, round half up) with
+        # straight-through gradients. The conv runs in float32 on integer values (exact while
+        # partial sums stay below 2^24); the requantisation in float64, where it is exact.
         w = self.int_weight()
-        sw = self.weight_scale().view(1, -1, 1, 1)
+        sw = self.weight_scale().double()
         acc = self._conv(x, w, off)
-        acc_scale = s_in * sw
-        b = round_ste(self.bias.view(1, -1, 1, 1) / acc_scale)
-        y = floor_ste((acc + b) * (acc_scale / s_out) + 0.5)
-        return torch.clamp(y, lo, hi)
+        acc_scale = float(s_in) * sw
+        b_real = self.bias.double() / acc_scale
+        b = b_real + (torch.floor(b_real.detach() + 0.5) - b_real).detach()
+        m, sh = quantize_multipliers((acc_scale / float(s_out)).cpu().numpy())
+        mult = torch.from_numpy(m.astype(np.float64) / np.exp2(sh.astype(np.float64))).to(acc.device)
+        y = floor_ste((acc.double() + b.view(1, -1, 1, 1)) * mult.view(1, -1, 1, 1) + 0.5)
+        return torch.clamp(y, lo, hi).float()
 
 
 class QOp(nn.Module):
