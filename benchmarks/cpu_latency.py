@@ -41,6 +41,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import cpu_name as cpu_model  # noqa: E402
+
 from codenet_pynq.artifact import FLOAT_GRAPH, write_artifact  # noqa: E402
 from codenet_pynq.decode import decode  # noqa: E402
 from codenet_pynq.detector import Detector  # noqa: E402
@@ -171,17 +174,6 @@ def round_robin(fns: Dict[str, Callable[[], None]], runs: int, warmup: int) -> D
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def busy_processes(limit: int = 3) -> List[str]:
