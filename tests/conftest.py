@@ -98,3 +98,32 @@ def write_png(path: Path, img: np.ndarray) -> Path:
     assert ok
     path.write_bytes(buf.tobytes())
     return path
+
+
+# ---------------------------------------------------------------- shared by several test modules
+
+@pytest.fixture(scope="session")
+def emu_lib() -> Path:
+    """The host emulation library of the HLS engine (built by make on first use)."""
+    from quant_fixtures import build_emu_lib
+
+    return build_emu_lib()
+
+
+@pytest.fixture(scope="session")
+def quant_artifact(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny quantized (W4A8) artifact with a random-weight CoDeNet program."""
+    from quant_fixtures import build_quant_artifact
+
+    return build_quant_artifact(str(tmp_path_factory.mktemp("quant") / "tiny_w4a8.codenet"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensors: one intra-op thread is as fast, and does not spin against other load."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

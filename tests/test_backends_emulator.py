@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import pytest
 from conftest import make_image
-from quant_fixtures import build_emu_lib, build_quant_artifact, rewrite_manifest
+from quant_fixtures import rewrite_manifest
 
 from codenet_pynq.accel import emulib
 from codenet_pynq.accel.params import load_params
@@ -33,16 +33,6 @@ from codenet_pynq.transforms import preprocess
 
 P = load_params()
 SIZES = [(120, 160), (64, 64), (300, 200), (50, 400)]
-
-
-@pytest.fixture(scope="session")
-def emu_lib() -> Path:
-    return build_emu_lib()
-
-
-@pytest.fixture(scope="session")
-def quant_artifact(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_quant_artifact(str(tmp_path_factory.mktemp("quant") / "tiny_w4a8.codenet"))
 
 
 @pytest.fixture(scope="session")

@@ -22,14 +22,7 @@ from codenet_pynq.training.models.deform import (  # noqa: E402
     square_offsets,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one intra-op thread is as fast, and does not spin against other load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TAPS = [(i, j) for i in range(3) for j in range(3)]  # row-major 3x3, centre (1, 1)

@@ -22,14 +22,7 @@ from codenet_pynq.training.models.shufflenetv2 import (  # noqa: E402
     load_backbone_weights,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one intra-op thread is as fast, and does not spin against other load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # small decoder/heads keep the variant sweeps fast; the main configuration is tested separately

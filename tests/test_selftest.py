@@ -10,23 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from quant_fixtures import ROOT, build_emu_lib, build_quant_artifact
+from quant_fixtures import ROOT
 
 from codenet_pynq import selftest
 from codenet_pynq.accel import emulib
 from codenet_pynq.platform import EmulatedPlatform
 
 NOTEBOOKS = ["01_detect_image.ipynb", "02_webcam.ipynb", "03_accuracy_and_selftest.ipynb"]
-
-
-@pytest.fixture(scope="session")
-def emu_lib() -> Path:
-    return build_emu_lib()
-
-
-@pytest.fixture(scope="session")
-def quant_artifact(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_quant_artifact(str(tmp_path_factory.mktemp("quant") / "tiny_w4a8.codenet"))
 
 
 def test_selftest_passes_on_emulator(emu_lib: Path, quant_artifact: str) -> None:

@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
-
-import numpy as np
+from typing import Any, Optional, Union
 
 from ..accel.emulib import load_library
 from ..artifact import Artifact
 from ..errors import BackendError, format_message
 from ..platform import EmulatedPlatform, Platform
-from .base import Backend
-from .fpga import CodenetAccelerator
+from .fpga import AcceleratorBackend, CodenetAccelerator, require_quantized
 
 __all__ = ["EmulatorBackend"]
 
 
-class EmulatorBackend(Backend):
+class EmulatorBackend(AcceleratorBackend):
     """The accelerator emulated on this machine, behind the FPGA driver.
 
     ``lib_path``: the emulation library (default: ``$CODENET_EMU_LIB``, then
@@ -42,11 +39,7 @@ class EmulatorBackend(Backend):
     def __init__(self, artifact: Artifact, lib_path: Optional[Union[str, os.PathLike]] = None,
                  timeout_s: float = 60.0, fault: Optional[str] = None, fault_status: Optional[int] = None,
                  coherent: bool = False, platform: Optional[Platform] = None) -> None:
-        self.artifact = artifact
-        if not artifact.quantized:
-            raise BackendError(format_message(
-                artifact.path, "is a float model; the accelerator (and its emulator) runs quantized (W4A8) "
-                               "models only", "export it with quantization (docs/quantization.md) or use backend='cpu'"))
+        self.artifact = require_quantized(artifact)
         if platform is None:
             if lib_path is not None and not Path(lib_path).is_file():
                 raise BackendError(format_message(
@@ -64,15 +57,3 @@ class EmulatorBackend(Backend):
         """The emulated register file (fault injection: ``backend.ip.fault = "hang"``)."""
         return self.platform.ip
 
-    def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
-        return self.accelerator.run(pixels)
-
-    @property
-    def last_timings(self) -> Dict[str, float]:
-        return self.accelerator.last_timings
-
-    def close(self) -> None:
-        self.accelerator.close()
-
-    def describe(self) -> str:
-        return f"emulator ({self.accelerator.describe()})"

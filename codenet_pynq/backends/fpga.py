@@ -106,6 +106,36 @@ def _status_text(status: int) -> Tuple[int, int, str]:
 
 
 # =========================================================================== the driver
+
+
+def require_quantized(artifact: Artifact) -> Artifact:
+    """The artifact itself, or BackendError when it is a float model (no integer program)."""
+    if not artifact.quantized:
+        raise BackendError(format_message(
+            artifact.path, "is a float model; the accelerator (and its emulator) runs quantized (W4A8) models only",
+            "export it with quantization (docs/quantization.md) or use backend='cpu'"))
+    return artifact
+
+
+class AcceleratorBackend(Backend):
+    """A backend whose work is done by a :class:`CodenetAccelerator` (``self.accelerator``)."""
+
+    accelerator: CodenetAccelerator
+
+    def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
+        return self.accelerator.run(pixels)
+
+    @property
+    def last_timings(self) -> Dict[str, float]:
+        return self.accelerator.last_timings
+
+    def close(self) -> None:
+        self.accelerator.close()
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.accelerator.describe()})"
+
+
 class CodenetAccelerator:
     """Driver of one ``codenet_top`` on a :class:`~codenet_pynq.platform.Platform`.
 
@@ -570,7 +600,7 @@ def fpga_available(artifact: Optional[Artifact] = None, overlay: Optional[Union[
 
 
 # =========================================================================== the backend
-class FpgaBackend(Backend):
+class FpgaBackend(AcceleratorBackend):
     """The accelerator on a PYNQ board. See the module doc for the data path.
 
     ``overlay``: path of ``codenet.bit`` (with ``codenet.hwh`` beside it) or its folder; default
@@ -583,23 +613,7 @@ class FpgaBackend(Backend):
     def __init__(self, artifact: Artifact, overlay: Optional[Union[str, os.PathLike]] = None,
                  timeout_s: float = 2.0, download: bool = True, pynq_module: Any = None,
                  platform: Optional[Platform] = None) -> None:
-        self.artifact = artifact
-        if not artifact.quantized:
-            raise BackendError(format_message(
-                artifact.path, "is a float model; the accelerator runs quantized (W4A8) models only",
-                "export it with quantization (docs/quantization.md) or use backend='cpu'"))
+        self.artifact = require_quantized(artifact)
         self.platform = platform if platform is not None else PynqPlatform(overlay, download, pynq_module)
         self.accelerator = CodenetAccelerator(self.platform, artifact, timeout_s)
 
-    def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
-        return self.accelerator.run(pixels)
-
-    @property
-    def last_timings(self) -> Dict[str, float]:
-        return self.accelerator.last_timings
-
-    def close(self) -> None:
-        self.accelerator.close()
-
-    def describe(self) -> str:
-        return f"fpga ({self.accelerator.describe()})"

@@ -95,15 +95,20 @@ class QConv(nn.Module):
             return round_ste(torch.clamp(y, 0.0, float(self.max_offset)))
         return y
 
+    def requant_params(self, s_in: float, s_out: float) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """(bias in accumulator units, real-valued float64 with gradient; M; S) -- the one place
+        where the QAT forward and the exporter derive them."""
+        acc_scale = s_in * self.weight_scale().double()
+        m, s = quantize_multipliers((acc_scale / s_out).cpu().numpy())
+        return self.bias.double() / acc_scale, m, s
+
     def int_params(self, s_in: float, s_out: float) -> Dict[str, np.ndarray]:
         """Integer weight (OHWI int8), bias (int32, accumulator units), M, S for export."""
         w = self.int_weight(ste=False).detach().double()
-        sw = self.weight_scale().double()
-        acc_scale = s_in * sw
-        b = torch.floor(self.bias.detach().double() / acc_scale + 0.5)
+        b_real, m, s = self.requant_params(s_in, s_out)
+        b = torch.floor(b_real.detach() + 0.5)
         if b.abs().max() >= 2**31:
             raise QuantizationError(f"{self.name}: bias does not fit int32 in accumulator units")
-        m, s = quantize_multipliers((acc_scale / s_out).numpy())
         return {"weight": w.permute(0, 2, 3, 1).numpy().astype(np.int8), "bias": b.numpy().astype(np.int32),
                 "M": m, "S": s}
 
@@ -123,13 +128,9 @@ class QConv(nn.Module):
         # QAT: the contract's own integers (int weights, bias, M / 2^S, round half up) with
         # straight-through gradients. The conv runs in float32 on integer values (exact while
         # partial sums stay below 2^24); the requantisation in float64, where it is exact.
-        w = self.int_weight()
-        sw = self.weight_scale().double()
-        acc = self._conv(x, w, off)
-        acc_scale = float(s_in) * sw
-        b_real = self.bias.double() / acc_scale
+        acc = self._conv(x, self.int_weight(), off)
+        b_real, m, sh = self.requant_params(float(s_in), float(s_out))
         b = b_real + (torch.floor(b_real.detach() + 0.5) - b_real).detach()
-        m, sh = quantize_multipliers((acc_scale / float(s_out)).cpu().numpy())
         mult = torch.from_numpy(m.astype(np.float64) / np.exp2(sh.astype(np.float64))).to(acc.device)
         y = floor_ste((acc.double() + b.view(1, -1, 1, 1)) * mult.view(1, -1, 1, 1) + 0.5)
         return torch.clamp(y, lo, hi).float()
