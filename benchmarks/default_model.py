@@ -9,6 +9,7 @@ the runs' metrics logs, and writes the "default model" section of docs/benchmark
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -35,13 +36,14 @@ def train_minutes(run_dir: str) -> tuple:
 
 
 def plot_curves(runs, path: str) -> None:
-    """Training loss (and its parts) per iteration of each run, one PNG."""
+    """Training loss (and its parts) per iteration of each run, plus the periodic validation AP
+    of the first run, one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(runs) + 1, figsize=(5.5 * (len(runs) + 1), 4), squeeze=False)
     for ax, (title, run_dir) in zip(axes[0], runs):
         recs = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8")]
         recs = sorted({r["iteration"]: r for r in recs if "loss" in r}.values(), key=lambda r: r["iteration"])
@@ -53,6 +55,16 @@ def plot_curves(runs, path: str) -> None:
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
         ax.legend()
+    ax = axes[0][-1]
+    recs = [json.loads(x) for x in open(os.path.join(runs[0][1], "metrics.jsonl"), encoding="utf-8")]
+    evals = sorted({r["iteration"]: r for r in recs if "val/AP" in r}.values(), key=lambda r: r["iteration"])
+    for key in ("val/AP50", "val/AP", "val/AP75"):
+        ax.plot([r["iteration"] for r in evals], [r[key] for r in evals], marker="o", label=key[4:])
+    ax.set_title(f"{runs[0][0]}: validation (PyTorch, every eval_period)")
+    ax.set_xlabel("iteration")
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -66,18 +78,25 @@ def main() -> None:
     p.add_argument("--float-run", default="runs/shapes_default")
     p.add_argument("--int-run", default="runs/shapes_default_w4a8")
     p.add_argument("--out", default="runs/default_model_eval.json")
+    p.add_argument("--extra-val", metavar="JSON",
+                   help="also evaluate on this COCO json (e.g. the hard shapes style), reported separately")
     a = p.parse_args()
     cfg = load_config(a.config)
     records, names = load_records(cfg.data, "val")
-    rows, results = [], {}
+    rows, extra_rows, results = [], [], {}
+    sets = [("", records, rows)]
+    if a.extra_val:
+        extra, _ = load_records(dataclasses.replace(cfg.data, val_json=a.extra_val, val_images=""), "val")
+        sets.append((" (extra)", extra, extra_rows))
     for label, path in (("float", a.float_path), ("W4A8", a.int_path)):
-        dets = predict_artifact(path, records, "cpu", cfg.eval_topk, progress=True)
-        coco = compute_metrics(records, dets, names, "coco")
-        voc = compute_metrics(records, dets, names, "voc")
-        results[label] = {"coco": coco, "voc": voc}
-        rows.append([label, os.path.basename(path), os.path.getsize(path), f"{coco['AP']:.1f}", f"{coco['AP50']:.1f}",
-                     f"{coco['AP75']:.1f}", f"{voc['AP50']:.1f}"])
-        print(rows[-1], flush=True)
+        for suffix, recs, out_rows in sets:
+            dets = predict_artifact(path, recs, "cpu", cfg.eval_topk, progress=True)
+            coco = compute_metrics(recs, dets, names, "coco")
+            voc = compute_metrics(recs, dets, names, "voc")
+            results[label + suffix] = {"coco": coco, "voc": voc}
+            out_rows.append([label, os.path.basename(path), os.path.getsize(path), f"{coco['AP']:.1f}",
+                             f"{coco['AP50']:.1f}", f"{coco['AP75']:.1f}", f"{voc['AP50']:.1f}"])
+            print(suffix, out_rows[-1], flush=True)
     save_results_json(results, a.out)
     img = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "img",
                        "default_training_curve.png")
@@ -87,7 +106,8 @@ def main() -> None:
     drop50 = results["float"]["coco"]["AP50"] - results["W4A8"]["coco"]["AP50"]
     drop = results["float"]["coco"]["AP"] - results["W4A8"]["coco"]["AP"]
     body = (f"## Default model (shapes, main variant, input {cfg.model.input_size})\n\n"
-            f"Machine: {machine()}. Held-out set: the shapes `val` split ({len(records)} images, never trained on), "
+            f"Machine: {machine()}. Held-out set: the shapes `val` split (`{cfg.data.val_json}`, style "
+            f"{cfg.data.generate_shapes.get('style', 'hard')}, {len(records)} images, never trained on), "
             "evaluated through the exported artifacts on the runtime's CPU backend (COCO metrics by pycocotools, "
             "VOC-protocol area AP50 as a second opinion).\n\n"
             "Training commands:\n\n```bash\n"
@@ -103,6 +123,10 @@ def main() -> None:
             + "\n\n![training curves](img/default_training_curve.png)"
             + f"\n\nW4A8 vs float: AP50 drop {drop50:.2f} points, AP drop {drop:.2f} points "
             "(targets: <= 1.0 and <= 2.0). Targets for the float model: AP50 >= 95, AP >= 70.\n")
+    if extra_rows:
+        body += (f"\nThe same artifacts on `{a.extra_val}` ({len(sets[1][1])} images of another shapes style, "
+                 "for reference; no target):\n\n"
+                 + table(["model", "artifact", "bytes", "AP", "AP50", "AP75", "VOC AP50"], extra_rows) + "\n")
     write_section("default_model", body)
 
 

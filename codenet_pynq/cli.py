@@ -574,34 +574,27 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 # parser
 
 
-def _positive_int(text: str) -> int:
+def _checked_number(text: str, cast, ok, kind: str, rule: str):
+    """Parse ``text`` with ``cast`` and check ``ok``; argparse errors name the rule broken."""
     try:
-        v = int(text)
+        v = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"{v} must be {rule}")
     return v
+
+
+def _positive_int(text: str) -> int:
+    return _checked_number(text, int, lambda v: v >= 1, "an integer", "at least 1")
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
-    return v
+    return _checked_number(text, int, lambda v: v >= 0, "an integer", "0 or more")
 
 
 def _probability(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"{v} must be between 0 and 1")
-    return v
+    return _checked_number(text, float, lambda v: 0.0 <= v <= 1.0, "a number", "between 0 and 1")
 
 
 _MAIN_EPILOG = f"""\

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the shipped default model from scratch on a CPU (about 2 hours on 2 cores):
+# Rebuild the shipped default model from scratch on a CPU (about 1.5 hours on 2 cores):
 # float training, W4A8 QAT, export, evaluation through the artifacts, re-export with metrics.
 # Steps already done are skipped (each run resumes), so it can be re-run after a kill.
 set -euo pipefail
@@ -12,8 +12,10 @@ python -m codenet_pynq.training.export --config configs/shapes_default.yaml \
     --weights runs/shapes_default/model_final.pth --out "$MODELS/shapes_default_float.codenet"
 python -m codenet_pynq.training.export --config configs/shapes_default_w4a8.yaml \
     --weights runs/shapes_default_w4a8/model_final.pth --out "$MODELS/shapes_default.codenet"
+# reference: the same artifacts on the hard shapes style (generated on demand, never trained on)
+[ -f data/shapes/val.json ] || python -m codenet_pynq.training.data.shapes --out data/shapes --train 0 --val 500
 python benchmarks/default_model.py --float "$MODELS/shapes_default_float.codenet" \
-    --int "$MODELS/shapes_default.codenet" --out runs/default_model_eval.json
+    --int "$MODELS/shapes_default.codenet" --out runs/default_model_eval.json --extra-val data/shapes/val.json
 python - <<'PY'
 import json
 r = json.load(open("runs/default_model_eval.json"))
@@ -27,4 +29,14 @@ python -m codenet_pynq.training.export --config configs/shapes_default.yaml \
     --weights runs/shapes_default/model_final.pth --out "$MODELS/shapes_default_float.codenet" --metrics runs/metrics_float.json --score-threshold "${SCORE:-0.15}"
 python -m codenet_pynq.training.export --config configs/shapes_default_w4a8.yaml \
     --weights runs/shapes_default_w4a8/model_final.pth --out "$MODELS/shapes_default.codenet" --metrics runs/metrics_W4A8.json --score-threshold "${SCORE:-0.15}"
+# sample images for the README demo: easy style, a split of their own (not in train or val)
+python - <<'PY'
+import os, shutil, tempfile
+from codenet_pynq.training.data.shapes import generate_shapes
+tmp = tempfile.mkdtemp()
+generate_shapes(tmp, 6, ((256, 384), (192, 320)), seed=0, split_name="samples", style="easy")
+for i in range(6):
+    shutil.copyfile(os.path.join(tmp, "samples", f"{i:06d}.jpg"), f"codenet_pynq/samples/shapes_{i:03d}.jpg")
+shutil.rmtree(tmp)
+PY
 ls -la "$MODELS"

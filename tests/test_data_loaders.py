@@ -221,9 +221,28 @@ def test_shapes_deterministic_and_loadable(tmp_path):
         assert np.all(r["boxes"][:, 3] <= r["height"])
 
 
+def test_shapes_styles_bound_the_drawn_shapes():
+    easy, hard = shapes_mod.STYLES["easy"], shapes_mod.STYLES["hard"]
+    counts = {"easy": [], "hard": []}
+    for name, style in (("easy", easy), ("hard", hard)):
+        for i in range(60):
+            _, boxes, _ = make_shapes_image(np.random.default_rng(i), 256, 256, style)
+            counts[name].append(len(boxes))
+            if name == "easy" and len(boxes):
+                sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+                assert sides.max() <= 0.5 * 256 + 2
+    assert max(counts["easy"]) <= easy.max_objects < max(counts["hard"]) <= hard.max_objects
+    # the default style is the hard one: same images as before styles existed
+    a = make_shapes_image(np.random.default_rng(7), 96, 80)
+    b = make_shapes_image(np.random.default_rng(7), 96, 80, hard)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    with pytest.raises(ValueError, match="shapes style 'medium' unknown"):
+        shapes_mod.shapes_style("medium")
+
+
 def test_shapes_cli(tmp_path, capsys):
     assert shapes_mod.main(["--out", str(tmp_path), "--train", "2", "--val", "1", "--size", "64", "48",
-                            "--format", "png"]) == 0
+                            "--format", "png", "--style", "easy"]) == 0
     assert "train: 2 images" in capsys.readouterr().out
     recs, _ = load_coco(str(tmp_path / "val.json"), str(tmp_path))
     assert len(recs) == 1 and recs[0]["file"].endswith(".png") and (recs[0]["width"], recs[0]["height"]) == (64, 48)
@@ -241,9 +260,9 @@ def test_shapes_boxes_match_drawn_pixels(monkeypatch):
         colors.append(palette[len(colors)])
         return np.broadcast_to(np.array(colors[-1], np.uint8), (h, w, 3))
 
-    monkeypatch.setattr(shapes_mod, "_background", lambda rng, w, h: np.zeros((h, w, 3), np.uint8))
+    monkeypatch.setattr(shapes_mod, "_background", lambda rng, w, h, style: np.zeros((h, w, 3), np.uint8))
     monkeypatch.setattr(shapes_mod, "_fill", solid)
-    monkeypatch.setattr(shapes_mod, "_finish", lambda rng, img: img)
+    monkeypatch.setattr(shapes_mod, "_finish", lambda rng, img, style: img)
     seen = 0
     for seed in range(30):
         colors.clear()

@@ -10,6 +10,7 @@ import torch
 
 from codenet_pynq.training.config import load_config
 from codenet_pynq.training.data.shapes import generate_shapes
+from codenet_pynq.training.models.blocks import DeformConv
 from codenet_pynq.training.train import Trainer, TrainingDiverged, lr_factor
 
 TINY = ["model.input_size=64", "model.width=0.5x", "model.decoder_channels=[32,32,32]", "model.head_channels=16",
@@ -82,6 +83,18 @@ def test_norm_layers_get_no_weight_decay(shapes, tmp_path):
     decays = {id(p): g["weight_decay"] for g in trainer.optimizer.param_groups for p in g["params"]}
     bn = trainer.model.backbone.conv1[1]
     assert decays[id(bn.weight)] == 0.0 and decays[id(trainer.model.backbone.conv1[0].weight)] > 0
+
+
+def test_offset_convs_learn_at_their_lr_multiplier(shapes, tmp_path):
+    torch.set_num_threads(1)
+    cfg = config(shapes, tmp_path, "solver.offset_lr_mult=0.1", "solver.warmup_iters=0")
+    trainer = Trainer(cfg, torch.device("cpu"), progress=False)
+    trainer.run(max_iter=1)
+    offset_ids = {id(m.offset.weight) for m in trainer.model.modules() if isinstance(m, DeformConv)}
+    assert offset_ids
+    lrs = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert all(lrs[i] == pytest.approx(0.1 * cfg.solver.base_lr) for i in offset_ids)
+    assert lrs[id(trainer.model.backbone.conv1[0].weight)] == pytest.approx(cfg.solver.base_lr)
 
 
 def test_config_errors_name_the_field(tmp_path):

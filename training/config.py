@@ -56,6 +56,7 @@ class SolverConfig:
     eval_period: int = 0
     log_period: int = 20
     precise_bn_iters: int = 0
+    offset_lr_mult: float = 1.0  # learning-rate factor for the deformable offset convs (DCN: 0.1)
 
 
 @dataclass

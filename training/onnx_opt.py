@@ -103,14 +103,20 @@ def _branch_index(s: torch.Tensor, branches: Sequence[int]) -> torch.Tensor:
     return torch.clamp(s, max=float(branches[-1]))
 
 
-def head_select(head: Head, x: torch.Tensor) -> torch.Tensor:
-    """``head(x)`` for a hardware square head, with the select after the output conv."""
-    pw, dc = hw_square_block(head.conv)
+def _block_parts(block: nn.Module, bn: nn.BatchNorm2d, x: torch.Tensor):
+    """Pointwise output, rounded offsets, BN-folded depthwise weight and bias, channels and
+    dilation branches of a hardware square block applied to ``x``."""
+    pw, dc = hw_square_block(block)
     y = pw(x)
     s = _offsets(dc, y)
-    w, b = _fold_bn(dc.weight, head.bn)
-    c = int(dc.weight.shape[0])
+    w, b = _fold_bn(dc.weight, bn)
     branches = dilation_branches(int(y.shape[2]), int(y.shape[3]), int(dc.max_offset))
+    return y, s, w, b, int(dc.weight.shape[0]), branches
+
+
+def head_select(head: Head, x: torch.Tensor) -> torch.Tensor:
+    """``head(x)`` for a hardware square head, with the select after the output conv."""
+    y, s, w, b, c, branches = _block_parts(head.conv, head.bn, x)
     outs = [head.out(F.relu(F.conv2d(y, w, b, 1, d + 1, d + 1, c))) for d in branches]
     if len(outs) == 1:
         return outs[0]
@@ -121,12 +127,7 @@ def head_select(head: Head, x: torch.Tensor) -> torch.Tensor:
 
 def decoder_select(stage: DecoderStage, x: torch.Tensor) -> torch.Tensor:
     """``stage(x)`` for a hardware square decoder stage, select fused into the NCHWc convs."""
-    pw, dc = hw_square_block(stage.conv)
-    y = pw(x)
-    s = _offsets(dc, y)
-    w, b = _fold_bn(dc.weight, stage.bn)
-    c = int(dc.weight.shape[0])
-    branches = dilation_branches(int(y.shape[2]), int(y.shape[3]), int(dc.max_offset))
+    y, s, w, b, c, branches = _block_parts(stage.conv, stage.bn, x)
     if len(branches) == 1:
         return stage.up(F.relu(F.conv2d(y, w, b, 1, 1, 1, c)))
     idx = _branch_index(s, branches)

@@ -29,6 +29,7 @@ from .data.build import build_dataset
 from .data.dataset import collate_fn
 from .losses import CenterNetLoss
 from .models import build_model
+from .models.blocks import DeformConv
 
 log = logging.getLogger("codenet_pynq.train")
 LAST = "last_checkpoint.pth"
@@ -106,17 +107,24 @@ class ResumableBatches:
 # ------------------------------------------------------------------------ optimiser
 
 def build_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
-    """Parameter groups: norm layers get ``weight_decay_norm`` (0), the rest ``weight_decay``."""
+    """Parameter groups: norm layers get ``weight_decay_norm`` (0), the rest ``weight_decay``;
+    the deformable offset convs learn at ``offset_lr_mult`` times the learning rate."""
     s = cfg.solver
-    norm_params, other = [], []
+    norm_params, offset_params, other = [], [], []
     norm_types = (nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, nn.LayerNorm)
+    offset_convs = {id(m.offset) for m in model.modules() if isinstance(m, DeformConv)}
     for module in model.modules():
         for _name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
-            (norm_params if isinstance(module, norm_types) else other).append(p)
-    groups = [{"params": other, "weight_decay": s.weight_decay},
-              {"params": norm_params, "weight_decay": s.weight_decay_norm}]
+            if isinstance(module, norm_types):
+                norm_params.append(p)
+            else:
+                (offset_params if id(module) in offset_convs else other).append(p)
+    groups = [{"params": other, "weight_decay": s.weight_decay, "lr_mult": 1.0},
+              {"params": norm_params, "weight_decay": s.weight_decay_norm, "lr_mult": 1.0},
+              {"params": offset_params, "weight_decay": s.weight_decay, "lr_mult": s.offset_lr_mult}]
+    groups = [g for g in groups if g["params"]]
     if s.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=s.base_lr, momentum=s.momentum)
     if s.optimizer == "adam":
@@ -280,7 +288,7 @@ class Trainer:
 
     def step(self, images: torch.Tensor, targets: Dict[str, Any], it: int) -> Dict[str, float]:
         for g in self.optimizer.param_groups:
-            g["lr"] = self.cfg.solver.base_lr * lr_factor(it, self.cfg)
+            g["lr"] = self.cfg.solver.base_lr * lr_factor(it, self.cfg) * g.get("lr_mult", 1.0)
         images = images.to(self.device, non_blocking=True, memory_format=torch.channels_last)
         tgt = {k: v.to(self.device, non_blocking=True) for k, v in targets.items() if torch.is_tensor(v)}
         with torch.autocast(self.device.type, enabled=self.scaler.is_enabled()):

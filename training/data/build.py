@@ -23,7 +23,8 @@ def ensure_shapes(cfg) -> None:
     spec = ((size[0], size[1]), (size[0], size[1]))
     for split, n, json_path in (("train", g.get("train", 2000), cfg.train_json), ("val", g.get("val", 500), cfg.val_json)):
         if n and json_path and not os.path.isfile(json_path):
-            generate_shapes(out, int(n), spec, int(g.get("seed", 0)), split, progress=True)
+            generate_shapes(out, int(n), spec, int(g.get("seed", 0)), split, progress=True,
+                            style=str(g.get("style", "hard")))
 
 
 def load_records(cfg, split: str) -> Tuple[List[Record], List[str]]:

@@ -1,13 +1,21 @@
 """Synthetic "shapes" detection dataset: small, fast, deterministic, and hard enough to be useful.
 
 Each image has a textured background (gradient, blotchy noise or flat, plus optional random
-lines and pixel noise) and 0-8 shapes of ``SHAPES_CLASSES`` with random size (12 px up to 45 %
-of the short side), aspect ratio (0.5-2), rotation, colour and fill (solid, stripes, noise).
-Shapes may overlap and leave the image. Each box is the pixel bounding box of the whole drawn
-shape (inside the image), also where a later shape covers part of it; a shape with less than
-40 % of its area visible is not drawn at all, so every drawn shape is annotated.
+lines and pixel noise) and shapes of ``SHAPES_CLASSES`` with random size, aspect ratio,
+rotation, colour and fill (solid, stripes, noise). Shapes may overlap and leave the image. Each
+box is the pixel bounding box of the whole drawn shape (inside the image), also where a later
+shape covers part of it; a shape with too little of its area visible is not drawn at all, so
+every drawn shape is annotated.
 
-CLI: ``python -m codenet_pynq.training.data.shapes --out DIR --train N --val M --seed S``
+How hard the images are is a :class:`ShapesStyle`; two presets (:data:`STYLES`):
+
+- ``hard`` (the default): 0-8 shapes from 12 px up to 45 % of the short side, aspect 0.5-2,
+  40 % visible at least, clutter lines in half the images, pixel noise in half.
+- ``easy``: 0-5 shapes from 20 px up to 50 %, aspect 0.67-1.5, 70 % visible, clutter lines in
+  a fifth of the images, lighter noise. The same factors vary, less wildly; the shipped default
+  model trains on it (a 2-core CPU budget of about two hours).
+
+CLI: ``python -m codenet_pynq.training.data.shapes --out DIR --train N --val M --seed S [--style easy]``
 """
 
 import argparse
@@ -15,7 +23,8 @@ import math
 import os
 import sys
 import zlib
-from typing import List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -25,9 +34,35 @@ from .records import Record, atomic_write_bytes, make_record
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star", "cross")
 
-MIN_VISIBLE = 0.4  # a shape is drawn only if at least this fraction of its area is visible
-MIN_SIDE = 12.0  # smallest longest-side of a shape, pixels
-MAX_SIDE_FRACTION = 0.45  # largest longest-side, as a fraction of the image's short side
+
+@dataclass(frozen=True)
+class ShapesStyle:
+    """How hard the generated images are."""
+
+    max_objects: int = 8  # shapes per image: 1..max_objects (or none, see empty_prob)
+    empty_prob: float = 0.08  # fraction of images without shapes
+    min_side: float = 12.0  # smallest longest-side of a shape, pixels
+    max_side_fraction: float = 0.45  # largest longest-side, as a fraction of the image's short side
+    max_aspect: float = 2.0  # aspect ratio in [1 / max_aspect, max_aspect]
+    min_visible: float = 0.4  # a shape is drawn only if at least this fraction of its area is visible
+    clutter_prob: float = 0.5  # fraction of images with random clutter lines
+    max_clutter_lines: int = 11
+    noise_prob: float = 0.5  # fraction of images with pixel noise
+    max_noise: int = 15  # pixel noise amplitude, grey levels
+
+
+STYLES: Dict[str, ShapesStyle] = {
+    "hard": ShapesStyle(),
+    "easy": ShapesStyle(max_objects=5, min_side=20.0, max_side_fraction=0.5, max_aspect=1.5, min_visible=0.7,
+                        clutter_prob=0.2, max_clutter_lines=4, noise_prob=0.3, max_noise=8),
+}
+
+
+def shapes_style(name: str) -> ShapesStyle:
+    """The preset called ``name`` (``hard`` or ``easy``)."""
+    if name not in STYLES:
+        raise ValueError(f"shapes style {name!r} unknown; choose one of {', '.join(STYLES)}")
+    return STYLES[name]
 
 SizeSpec = Union[int, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
 
@@ -54,7 +89,7 @@ _UNIT_SHAPES = {
 }
 
 
-def _polygon(rng: np.random.Generator, cls: int, width: int, height: int) -> np.ndarray:
+def _polygon(rng: np.random.Generator, cls: int, width: int, height: int, style: ShapesStyle) -> np.ndarray:
     """Random placement of one shape: polygon vertices in continuous pixel coordinates."""
     pts = _UNIT_SHAPES[SHAPES_CLASSES[cls]]
     if SHAPES_CLASSES[cls] != "circle":
@@ -63,9 +98,9 @@ def _polygon(rng: np.random.Generator, cls: int, width: int, height: int) -> np.
         pts = pts @ rot.T
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     pts = (pts - (lo + hi) / 2) / (hi - lo)  # bounding box exactly [-0.5, 0.5]^2
-    max_side = max(MIN_SIDE + 1, MAX_SIDE_FRACTION * min(width, height))
-    side = math.exp(rng.uniform(math.log(MIN_SIDE), math.log(max_side)))
-    aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
+    max_side = max(style.min_side + 1, style.max_side_fraction * min(width, height))
+    side = math.exp(rng.uniform(math.log(style.min_side), math.log(max_side)))
+    aspect = math.exp(rng.uniform(-math.log(style.max_aspect), math.log(style.max_aspect)))
     bw, bh = (side, side / aspect) if aspect >= 1 else (side * aspect, side)
     cx = rng.uniform(0.3 * bw, width - 0.3 * bw)  # up to 20 % of a shape may leave the image
     cy = rng.uniform(0.3 * bh, height - 0.3 * bh)
@@ -85,7 +120,7 @@ def _rasterize(poly: np.ndarray, width: int, height: int):
     return mask, x0, y0
 
 
-def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+def _background(rng: np.random.Generator, width: int, height: int, style: ShapesStyle) -> np.ndarray:
     kind = rng.integers(3)
     if kind == 0:  # linear gradient between two colours
         c1, c2 = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
@@ -103,8 +138,8 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
         img = np.empty((height, width, 3), np.float32)
         img[:] = rng.uniform(0, 255, size=3)
     img = np.clip(img, 0, 255).astype(np.uint8)
-    if rng.random() < 0.5:  # random lines as clutter
-        for _ in range(rng.integers(2, 12)):
+    if rng.random() < style.clutter_prob:  # random lines as clutter
+        for _ in range(rng.integers(min(2, style.max_clutter_lines), style.max_clutter_lines + 1)):
             p = rng.integers(0, [width, height, width, height])
             color = tuple(int(v) for v in rng.integers(0, 256, size=3))
             cv2.line(img, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), color, int(rng.integers(1, 4)), cv2.LINE_AA)
@@ -138,10 +173,10 @@ def _contrasting_color(rng: np.random.Generator, region: np.ndarray) -> np.ndarr
     return color
 
 
-def _finish(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+def _finish(rng: np.random.Generator, img: np.ndarray, style: ShapesStyle) -> np.ndarray:
     """Whole-image degradations: sensor-like pixel noise, slight blur."""
-    if rng.random() < 0.5:
-        sigma = int(rng.integers(3, 16))
+    if rng.random() < style.noise_prob:
+        sigma = int(rng.integers(min(3, style.max_noise), style.max_noise + 1))
         noise = rng.integers(-sigma, sigma + 1, size=img.shape, dtype=np.int16)
         img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     if rng.random() < 0.15:
@@ -150,15 +185,15 @@ def _finish(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 
 
 def make_shapes_image(
-    rng: np.random.Generator, width: int, height: int, max_objects: int = 8, empty_prob: float = 0.08
+    rng: np.random.Generator, width: int, height: int, style: ShapesStyle = STYLES["hard"]
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one image -> (BGR uint8 image, boxes float32 n x 4, labels int64 n)."""
-    img = _background(rng, width, height)
-    n = 0 if rng.random() < empty_prob else int(rng.integers(1, max_objects + 1))
+    img = _background(rng, width, height, style)
+    n = 0 if rng.random() < style.empty_prob else int(rng.integers(1, style.max_objects + 1))
     shapes = []
     for _ in range(n):
         cls = int(rng.integers(len(SHAPES_CLASSES)))
-        poly = _polygon(rng, cls, width, height)
+        poly = _polygon(rng, cls, width, height, style)
         raster = _rasterize(poly, width, height)
         x, y = poly[:, 0], poly[:, 1]
         area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
@@ -173,7 +208,7 @@ def make_shapes_image(
         h, w = mask.shape
         under = covered[y0 : y0 + h, x0 : x0 + w]
         visible = int(np.count_nonzero(mask > under))
-        if visible < max(MIN_VISIBLE * area, 12):
+        if visible < max(style.min_visible * area, 12):
             continue
         np.maximum(under, mask, out=under)
         kept.append((cls, mask, x0, y0))
@@ -187,7 +222,7 @@ def make_shapes_image(
         ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
         boxes.append([x0 + xs[0], y0 + ys[0], x0 + xs[-1] + 1, y0 + ys[-1] + 1])
         labels.append(cls)
-    img = _finish(rng, img)
+    img = _finish(rng, img, style)
     return img, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)
 
 
@@ -209,13 +244,17 @@ def generate_shapes(
     split_name: str = "train",
     ext: str = "jpg",
     progress: bool = False,
+    style: Union[str, ShapesStyle] = "hard",
 ) -> str:
     """Write ``num_images`` images to ``out_dir/<split_name>/`` and ``out_dir/<split_name>.json``.
 
     ``image_size`` is an int (square), ``(w, h)``, or ``((wmin, wmax), (hmin, hmax))`` for
-    random sizes per image. Image ``i`` depends only on (seed, split_name, i). Returns the path
-    of the COCO JSON (file names relative to ``out_dir``; load with ``load_coco(path, out_dir)``).
+    random sizes per image. ``style``: a :class:`ShapesStyle` or a preset name. Image ``i``
+    depends only on (seed, split_name, style, i). Returns the path of the COCO JSON (file names
+    relative to ``out_dir``; load with ``load_coco(path, out_dir)``).
     """
+    if isinstance(style, str):
+        style = shapes_style(style)
     if ext not in ("jpg", "png"):
         raise ValueError(f"ext must be 'jpg' or 'png', got {ext!r}")
     from tqdm import tqdm
@@ -228,7 +267,7 @@ def generate_shapes(
     for i in tqdm(range(num_images), desc=f"shapes {split_name}", disable=not progress, unit="img"):
         rng = np.random.default_rng([int(seed), split_key, i])
         width, height = _sample_size(rng, image_size)
-        img, boxes, labels = make_shapes_image(rng, width, height)
+        img, boxes, labels = make_shapes_image(rng, width, height, style)
         path = os.path.join(image_dir, f"{i:06d}.{ext}")
         ok, buf = cv2.imencode(f".{ext}", img, params)
         if not ok:
@@ -250,6 +289,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--size-range", type=int, nargs=2, metavar=("MIN", "MAX"), default=(192, 320),
                    help="random width and height in [MIN, MAX] (default 192 320)")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg")
+    p.add_argument("--style", choices=sorted(STYLES), default="hard",
+                   help="how hard the images are (default hard; the shipped model uses easy)")
     args = p.parse_args(argv)
     if args.train < 0 or args.val < 0:
         p.error("--train and --val must be >= 0")
@@ -259,7 +300,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     size: SizeSpec = tuple(args.size) if args.size else ((lo, hi), (lo, hi))
     for split, n in (("train", args.train), ("val", args.val)):
         if n:
-            path = generate_shapes(args.out, n, size, args.seed, split, args.format, progress=True)
+            path = generate_shapes(args.out, n, size, args.seed, split, args.format, progress=True, style=args.style)
             print(f"{split}: {n} images -> {path}")
     return 0
 
