@@ -214,7 +214,7 @@ class QGraph(nn.Module):
         if mode != "float" and not bool(self.calibrated):
             raise QuantizationError("QGraph is not calibrated: run calibrate() (quant.calib_batches) first")
         exact = mode == "exact"
-        x = pixels.double() if exact else pixels.float()
+        x = pixels.double() if exact else pixels.float().contiguous(memory_format=torch.channels_last)
         env: Dict[str, torch.Tensor] = {"image": x}
         for op in self.ops:
             if isinstance(op, QConv):
@@ -228,6 +228,8 @@ class QGraph(nn.Module):
                 env[op.out] = y
             else:
                 env[op.out] = op(*[env[i] for i in op.inputs])
+            if not exact:  # one memory format throughout: oneDNN's convs and their backward are fastest in NHWC
+                env[op.out] = env[op.out].contiguous(memory_format=torch.channels_last)
         out = {}
         for role, name in self.outputs.items():
             y = env[name]
