@@ -9,8 +9,12 @@ both with ONNX Runtime (batch 1, the artifact's uint8 NHWC input). Target: int <
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import sys
+import tempfile
+from typing import Dict
 
 import numpy as np
 import onnxruntime as ort
@@ -26,10 +30,37 @@ from codenet_pynq.training.quant.onnx_int import build_int_onnx  # noqa: E402
 from codenet_pynq.training.quant.qgraph import build_qgraph  # noqa: E402
 
 
-def session(data: bytes, threads: int) -> ort.InferenceSession:
+def session(data: bytes, threads: int, profile: str = "") -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    if profile:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def time_by_op(data: bytes, x: np.ndarray, threads: int, runs: int = 5) -> Dict[str, float]:
+    """Kernel milliseconds per run by ONNX op type (ONNX Runtime's profiler; it adds overhead,
+    so use the shares, not the sums)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        s = session(data, threads, os.path.join(tmp, "prof"))
+        for _ in range(runs + 1):
+            s.run(None, {"image": x})
+        with open(s.end_profiling(), encoding="utf-8") as f:
+            events = json.load(f)
+    per_op: Dict[str, float] = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] += e["dur"] / 1000.0 / (runs + 1)
+    return dict(per_op)
+
+
+def op_table(float_ops: Dict[str, float], int_ops: Dict[str, float], top: int = 10) -> str:
+    tf, ti = sum(float_ops.values()), sum(int_ops.values())
+    names = sorted(set(float_ops) | set(int_ops), key=lambda k: -(int_ops.get(k, 0) + float_ops.get(k, 0)))[:top]
+    rows = [[k, f"{100 * float_ops.get(k, 0) / tf:.0f} %", f"{100 * int_ops.get(k, 0) / ti:.0f} %",
+             f"{int_ops.get(k, 0) / tf:.2f}"] for k in names]
+    return table(["op type", "share of float graph", "share of integer graph", "integer ms per float ms"], rows)
 
 
 def graphs(size: int):
@@ -50,6 +81,23 @@ def graphs(size: int):
     return fl, build_int_onnx(g.to_program()).SerializeToString()
 
 
+WHY = """The float graph is almost all `Conv` (BN and ReLU fused, the per-pixel dilation
+commuted into ONNX Runtime's blocked convs, see `training/onnx_opt.py`). The integer graph's convs
+and matmuls take about half the float graph's conv time (the per-pixel dilation is 9 row gathers,
+not 9 convs), but every layer adds the exact requantisation (`Cast` to float64, one
+`BatchNormalization` as multiply-add, `Cast` back with the rounding offset, `Clip`, `Sub`) and
+the per-pixel depthwise taps (`Gather` + per-channel scale + `Add`, 9 each): memory-bound
+elementwise passes that ONNX Runtime runs on one thread. Measured alternatives on a head-sized
+tap accumulation (128 x 128 x 128, 2 threads): the current 9 x (Gather, scale, Add) 14 ms; one
+9-row Gather + Mul + ReduceSum 21 ms; 9 dilated depthwise Convs + GatherElements 18 ms; 9 convs +
+Where chain 33 ms. A uint8 storage with `MatMulInteger` for the 1x1 convs and a 4-pass
+requantisation measured 1.34x faster per 1x1 layer (16384 x 128 -> 128), about 15 % of the whole
+graph by the profile above: not enough for 1.3x. Requantising in float32 (or through
+`QLinearConv`'s float scale and round-half-even) is not exact for shifts above ~14, which every
+layer has, so it would break the bit-exact contract.
+"""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=10)
@@ -58,7 +106,7 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 256])
     a = p.parse_args()
     head = machine()
-    rows = []
+    rows, ops = [], ""
     for size in a.sizes:
         fl, it = graphs(size)
         x = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
@@ -67,11 +115,14 @@ def main() -> None:
         ti = median_ms(lambda s=si, x=x: s.run(None, {"image": x}), a.runs, a.warmup)
         rows.append([size, tf, ti, f"{ti / tf:.2f}x"])
         print(rows[-1], flush=True)
+        if not ops:
+            ops = (f"\n\nWhere the time goes at {size} (ONNX Runtime profiler, kernel time by op type, "
+                   f"{a.threads} threads):\n\n" + op_table(time_by_op(fl, x, a.threads), time_by_op(it, x, a.threads)))
     body = (f"## Integer-exact CPU graph vs float graph\n\nMachine: {head}. Versions: {versions()}.\n"
             f"Command: `{command()}` ({a.threads} ORT threads, median of {a.runs} runs after {a.warmup} warm-up).\n"
             "Main variant (ShuffleNetV2 1.0x, decoder 512/256/128, head 128, 20 classes), batch 1.\n\n"
             + table(["input", "float graph ms", "integer graph ms", "int / float"], rows)
-            + "\n\nTarget: the integer graph at most 1.3x the float graph.\n")
+            + "\n\nTarget: the integer graph at most 1.3x the float graph." + ops + "\n\n" + WHY)
     write_section("int_vs_float", body)
 
 
