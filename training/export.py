@@ -66,6 +66,12 @@ def float_onnx_bytes(model: CoDeNet, input_size: int, optimize: bool = True) -> 
     return buf.getvalue()
 
 
+def decode_section(score_threshold: float = 0.3) -> Dict[str, Any]:
+    """The manifest's ``decode`` entry: defaults the runtime's Detector reads."""
+    return {"top_k": 100, "score_threshold": float(score_threshold),
+            "outputs": {"hm": "logits", "wh": "pixels@stride4", "reg": "pixels@stride4"}}
+
+
 def base_manifest(cfg: ExperimentConfig, model: CoDeNet) -> Dict[str, Any]:
     m = cfg.model
     return {
@@ -76,8 +82,7 @@ def base_manifest(cfg: ExperimentConfig, model: CoDeNet) -> Dict[str, Any]:
         "preprocess": {"type": "center_affine_letterbox", "color": "BGR", "layout": "NHWC", "dtype": "uint8",
                        "pixel_mean": list(m.pixel_mean), "pixel_std": list(m.pixel_std),
                        "normalisation": "inside the graph"},
-        "decode": {"top_k": 100, "score_threshold": 0.3, "outputs": {"hm": "logits", "wh": "pixels@stride4",
-                                                                      "reg": "pixels@stride4"}},
+        "decode": decode_section(),
         "graphs": {"float": FLOAT_GRAPH},
         "quantized": False,
         "stats": {"parameters": count_parameters(model), "macs": conv_macs(model, m.input_size),
@@ -114,8 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("opts", nargs="*", help="config overrides")
     a = p.parse_args(argv)
     cfg = load_config(a.config, a.opts)
-    extra = {"decode": {"top_k": 100, "score_threshold": a.score_threshold,
-                        "outputs": {"hm": "logits", "wh": "pixels@stride4", "reg": "pixels@stride4"}}}
+    extra = {"decode": decode_section(a.score_threshold)}
     if a.metrics:
         import json
 

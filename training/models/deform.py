@@ -127,8 +127,6 @@ def dilated_depthwise_select(x: torch.Tensor, weight: torch.Tensor, s: torch.Ten
     at s = B), i.e. how the output changes when the window grows by one pixel.
     """
     c = x.shape[1]
-    if x.dtype == torch.float32:  # oneDNN's dilated depthwise backward is several times faster in NHWC
-        x = x.contiguous(memory_format=torch.channels_last)
     s_int = torch.floor(s.detach() + 0.5).clamp(0, max_offset)
     if all_dilations or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         present = list(range(max_offset + 1))  # a traced graph must not depend on this input
