@@ -47,18 +47,47 @@ def test_numpy_equals_torch(quantised, k, thr):
 
 
 def test_numpy_equals_torch_ties_and_no_reg():
-    # plateaus of equal values: every member of a plateau is a peak; ties ordered by flat index
+    # a rectangular plateau of equal maxima is one peak, at its first pixel in raster order;
+    # ties between separate peaks are ordered by flat index
     hm = np.full((3, 6, 6), -5.0, np.float32)
     hm[0, 1:3, 1:3] = 2.0
     hm[1, 4, 4] = 2.0
     hm[2, 0, 5] = 2.0
+    hm[2, 3, 0:3] = 1.0
     wh = np.ones((2, 6, 6), np.float32)
-    t_out = decode_torch.decode(torch.from_numpy(hm[None]), torch.from_numpy(wh[None]), None, k=5)[0]
-    boxes, scores, labels = decode(hm, wh, None, k=5)
+    t_out = decode_torch.decode(torch.from_numpy(hm[None]), torch.from_numpy(wh[None]), None, k=4)[0]
+    boxes, scores, labels = decode(hm, wh, None, k=4)
     _compare((boxes, scores, labels), t_out)
-    np.testing.assert_array_equal(labels, [0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(labels, [0, 1, 2, 2])
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    np.testing.assert_array_equal(centres, [[1, 1], [2, 1], [1, 2], [2, 2], [4, 4]])
+    np.testing.assert_array_equal(centres, [[1, 1], [4, 4], [5, 0], [0, 3]])
+
+
+@pytest.mark.parametrize("shape, first", [
+    ([(2, 2), (2, 3), (3, 2), (3, 3)], (2, 2)),  # 2 x 2 block (nearest upsample)
+    ([(2, 2), (2, 3)], (2, 2)),                   # horizontal pair
+    ([(2, 2), (3, 2)], (2, 2)),                   # vertical pair
+    ([(2, 2), (3, 3)], (2, 2)),                   # diagonal
+    ([(2, 3), (3, 2)], (2, 3)),                   # anti-diagonal: the up-right neighbour counts
+])
+def test_plateau_is_one_peak(shape, first):
+    hm = np.full((1, 6, 6), -3.0, np.float32)
+    for y, x in shape:
+        hm[0, y, x] = 4.0
+    mask = peak_mask(hm)
+    on_plateau = [(y, x) for y, x in zip(*np.nonzero(mask[0])) if hm[0, y, x] == 4.0]
+    assert on_plateau == [first]
+    np.testing.assert_array_equal(decode_torch.peak_mask(torch.from_numpy(hm[None]))[0].numpy(), mask)
+
+
+def test_peak_mask_numpy_equals_torch_on_quantized_maps():
+    # int8-like heads: few distinct values, many ties of every shape
+    rng = np.random.default_rng(3)
+    hm = rng.integers(-4, 4, (2, 5, 17, 23)).astype(np.float32)
+    np.testing.assert_array_equal(decode_torch.peak_mask(torch.from_numpy(hm)).numpy(), peak_mask(hm))
+    plain = hm == torch.nn.functional.max_pool2d(torch.from_numpy(hm), 3, 1, 1).numpy()
+    assert peak_mask(hm).sum() < plain.sum()  # the tie-break removed plateau duplicates
+    assert not (peak_mask(hm) & ~plain).any()  # and never adds a peak
 
 
 def test_two_peaks_by_hand():

@@ -4,7 +4,9 @@ Same semantics as the runtime's numpy :func:`codenet_pynq.decode.decode` (the tw
 equal: identical labels and positions, values within 1e-6):
 
 * inputs cast to float32; peak test ``value == max_pool2d(value, 3, stride=1, padding=1)``
-  (the padding acts as -inf) on the values as given (logits unless ``already_sigmoid``);
+  (the padding acts as -inf) and ``value`` strictly above its up-left, up, up-right and left
+  neighbours (one peak per rectangular plateau of equal maxima), on the values as given (logits unless
+  ``already_sigmoid``);
 * top-K over ``C * H * W`` flat indices by value descending, ties by flat index ascending.
   ``torch.topk`` does not define the order of ties, so a *stable* descending sort of the peak
   values (gathered in ascending index order) is used instead;
@@ -26,9 +28,14 @@ DecodeResult = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def peak_mask(heat: torch.Tensor) -> torch.Tensor:
-    """Boolean mask of (N, C, H, W) positions equal to their 3 x 3 max (-inf padding)."""
+    """Boolean mask of (N, C, H, W) positions equal to their 3 x 3 max (-inf padding) and
+    strictly above their up-left, up, up-right and left neighbours (one peak per rectangular plateau)."""
     hmax = F.max_pool2d(heat, kernel_size=3, stride=1, padding=1)
-    return heat == hmax
+    H, W = heat.shape[-2:]
+    p = F.pad(heat, (1, 1, 1, 1), value=float("-inf"))
+    earlier = torch.maximum(torch.maximum(p[..., 0:H, 0:W], p[..., 0:H, 1:W + 1]),
+                            torch.maximum(p[..., 0:H, 2:W + 2], p[..., 1:H + 1, 0:W]))
+    return (heat == hmax) & (heat > earlier)
 
 
 def decode_single(hm: torch.Tensor, wh: torch.Tensor, reg: Optional[torch.Tensor], mask: torch.Tensor,
