@@ -8,7 +8,7 @@ import re
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "benchmarks.md")
 
@@ -41,6 +41,23 @@ def median_ms(fn: Callable[[], object], runs: int, warmup: int) -> float:
         fn()
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
+
+
+def interleaved_ms(fns: Sequence[Callable[[], object]], runs: int, warmup: int) -> List[List[float]]:
+    """Wall times (ms) of several functions called in turn, ``runs`` rounds after ``warmup``.
+
+    Alternating the calls means a slow phase of a shared machine hits every function alike, so
+    ratios of same-round times stay meaningful when absolute times drift."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: List[List[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, ts in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t) * 1e3)
+    return times
 
 
 def command() -> str:

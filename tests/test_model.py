@@ -425,6 +425,22 @@ def test_export_graph_equals_eager_in_float64(size, small):
     assert len(torch.unique(torch.floor(offsets + 0.5))) >= (6 if size >= 64 else 2)  # dilations occur
 
 
+def test_export_graph_mixed_blocks_apply_the_pending_upsample():
+    """A head that is not a hardware square block gets the decoder's upsample applied first."""
+    from codenet_pynq.training.onnx_opt import ExportGraph
+
+    cfg = ModelConfig(input_size=32, **SMALL)
+    batch = torch.from_numpy(_images(32, 2, 32)).permute(0, 3, 1, 2).float()
+    model = _calibrated(cfg, 0, batch).double()
+    c_in, c_mid = model.hm.conv[0][0].in_channels, model.hm.bn.num_features
+    model.hm.conv = torch.nn.Conv2d(c_in, c_mid, 3, padding=1).double()
+    x = batch.double()
+    with torch.no_grad():
+        want, got = model(x), ExportGraph(model)(x)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-12, atol=1e-10)
+
+
 def test_export_graph_is_the_model_for_other_variants():
     from codenet_pynq.training.onnx_opt import ExportGraph, hw_square_block
 

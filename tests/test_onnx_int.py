@@ -220,3 +220,39 @@ def test_codenet_like_512_exact():
     rng = np.random.default_rng(11)
     prog = codenet_like_program(rng, 512, width=1.0, decoder=(512, 256, 128), head=128, num_classes=20)
     assert_exact(prog, session(build_int_onnx(prog)), images_for(rng, (512, 512), 1))
+
+
+def _expand_channels(model) -> list:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    out = []
+    for n in model.graph.node:
+        if n.op_type == "Expand":
+            consumer = next(m for m in model.graph.node if n.output[0] in m.input)  # the Reshape back
+            shp = dims[consumer.output[0]]
+            out.append(shp[1] if len(shp) == 4 else shp[-1])
+    return out
+
+
+def test_upsample_is_deferred_past_per_pixel_layers():
+    """1x1 convs after a nearest upsample run on the coarse map; the per-pixel dilation gathers from
+    it; a 3x3 conv or a concat that needs the full map gets it materialised. Exact either way."""
+    rng = np.random.default_rng(12)
+    b = ProgramBuilder(rng, (24, 20), max_offset=6)
+    t = b.conv("image", 6, k=3, stride=2, bits=8, name="stem")
+    u = b.upsample(b.upsample(b.conv(t, 5, k=1, stride=2, name="s2")))  # factor 4
+    q = b.square_block(u, 4, "block")
+    side = b.conv(u, 3, k=3, name="full3x3")  # needs the full map
+    cat = b.concat([b.upsample(t), b.upsample(t)])
+    prog = b.build({"hm": b.conv(q, 2, k=1, kind="s8", name="hm"), "wh": side, "reg": b.conv(cat, 2, k=1, name="r")})
+    model = build_int_onnx(prog)
+    assert_exact(prog, session(model), images_for(rng, (24, 20)))
+    # materialised: u for the 3x3 conv (5 channels), both upsample(t) for the concat (6), the offsets (1)
+    assert sorted(_expand_channels(model)) == [1, 5, 6, 6]
+
+
+def test_codenet_like_upsamples_only_offsets():
+    """In the CoDeNet layout every upsample feeds a square block or the heads: no feature map is
+    ever upsampled, only the 1-channel offset maps (for the tap index arithmetic)."""
+    prog = codenet_like_program(np.random.default_rng(13), 128, width=0.5, decoder=(64, 32, 32), head=32, num_classes=3)
+    assert set(_expand_channels(build_int_onnx(prog))) == {1}

@@ -22,6 +22,10 @@ and any 1x1 conv (the select picks the same dilation for every channel of a pixe
   ReLU, so every other pixel becomes exactly 0, and the branches are summed (exactly one term is
   non-zero at each pixel).
 
+The nearest upsample at the end of a decoder stage moves past the next block's 1x1 convs (the
+pointwise conv and the offset conv act on each pixel alone): they run on the coarse map, 4x
+fewer pixels, and the upsample follows them, just before the dilated depthwise branches.
+
 Branches whose off-centre taps all fall outside the map (dilation >= the map size, small maps)
 are identical; they are computed once. Everything is exact up to float summation order: the
 rounded offsets ``s`` are computed by the same ops as eager, and a select / a sum with zeros does
@@ -103,20 +107,24 @@ def _branch_index(s: torch.Tensor, branches: Sequence[int]) -> torch.Tensor:
     return torch.clamp(s, max=float(branches[-1]))
 
 
-def _block_parts(block: nn.Module, bn: nn.BatchNorm2d, x: torch.Tensor):
+def _block_parts(block: nn.Module, bn: nn.BatchNorm2d, x: torch.Tensor, up: Optional[nn.Module] = None):
     """Pointwise output, rounded offsets, BN-folded depthwise weight and bias, channels and
-    dilation branches of a hardware square block applied to ``x``."""
+    dilation branches of a hardware square block applied to ``x``, or to ``up(x)`` when the
+    previous stage's nearest upsample ``up`` is still pending: the 1x1 convs act on each pixel
+    alone, so they run on ``x`` (4x fewer pixels) and the upsample follows them."""
     pw, dc = hw_square_block(block)
     y = pw(x)
     s = _offsets(dc, y)
+    if up is not None:
+        y, s = up(y), up(s)
     w, b = _fold_bn(dc.weight, bn)
     branches = dilation_branches(int(y.shape[2]), int(y.shape[3]), int(dc.max_offset))
     return y, s, w, b, int(dc.weight.shape[0]), branches
 
 
-def head_select(head: Head, x: torch.Tensor) -> torch.Tensor:
-    """``head(x)`` for a hardware square head, with the select after the output conv."""
-    y, s, w, b, c, branches = _block_parts(head.conv, head.bn, x)
+def head_select(head: Head, x: torch.Tensor, up: Optional[nn.Module] = None) -> torch.Tensor:
+    """``head(up(x))`` for a hardware square head, with the select after the output conv."""
+    y, s, w, b, c, branches = _block_parts(head.conv, head.bn, x, up)
     outs = [head.out(F.relu(F.conv2d(y, w, b, 1, d + 1, d + 1, c))) for d in branches]
     if len(outs) == 1:
         return outs[0]
@@ -125,11 +133,12 @@ def head_select(head: Head, x: torch.Tensor) -> torch.Tensor:
     return torch.gather(stacked, 0, idx)[0]
 
 
-def decoder_select(stage: DecoderStage, x: torch.Tensor) -> torch.Tensor:
-    """``stage(x)`` for a hardware square decoder stage, select fused into the NCHWc convs."""
-    y, s, w, b, c, branches = _block_parts(stage.conv, stage.bn, x)
+def decoder_select(stage: DecoderStage, x: torch.Tensor, up: Optional[nn.Module] = None) -> torch.Tensor:
+    """``stage(up(x))`` for a hardware square decoder stage, select fused into the NCHWc convs,
+    *without* the stage's own final upsample (the caller passes it on to the next consumer)."""
+    y, s, w, b, c, branches = _block_parts(stage.conv, stage.bn, x, up)
     if len(branches) == 1:
-        return stage.up(F.relu(F.conv2d(y, w, b, 1, 1, 1, c)))
+        return F.relu(F.conv2d(y, w, b, 1, 1, 1, c))
     idx = _branch_index(s, branches)
     ones = y.new_ones(c, 1, 1, 1)
     zero, penalty = y.new_zeros(()), y.new_full((), PENALTY)
@@ -140,7 +149,7 @@ def decoder_select(stage: DecoderStage, x: torch.Tensor) -> torch.Tensor:
         pen = F.conv2d(torch.where(idx == i, zero, penalty), ones)
         term = F.relu(F.conv2d(y, w, b, 1, d + 1, d + 1, c) + pen)
         total = term if total is None else total + term
-    return stage.up(total)
+    return total
 
 
 class ExportGraph(nn.Module):
@@ -156,8 +165,13 @@ class ExportGraph(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         m = self.model
-        f = m.backbone(x)
+        f, up = m.backbone(x), None  # up: a nearest upsample of f still to apply
         for stage in m.decoder:
-            f = decoder_select(stage, f) if hw_square_block(stage.conv) else stage(f)
-        return {name: (head_select(h, f) if hw_square_block(h.conv) else h(f))
-                for name, h in (("hm", m.hm), ("wh", m.wh), ("reg", m.reg))}
+            if hw_square_block(stage.conv):
+                f, up = decoder_select(stage, f, up), stage.up
+            else:
+                f, up = stage(f if up is None else up(f)), None
+        heads = (("hm", m.hm), ("wh", m.wh), ("reg", m.reg))
+        if not all(hw_square_block(h.conv) for _, h in heads) and up is not None:
+            f, up = up(f), None
+        return {name: (head_select(h, f, up) if hw_square_block(h.conv) else h(f)) for name, h in heads}
