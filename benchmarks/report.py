@@ -43,20 +43,27 @@ def median_ms(fn: Callable[[], object], runs: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def interleaved_ms(fns: Sequence[Callable[[], object]], runs: int, warmup: int) -> List[List[float]]:
-    """Wall times (ms) of several functions called in turn, ``runs`` rounds after ``warmup``.
+def blocked_ms(fns: Sequence[Callable[[], object]], runs: int, warmup: int, blocks: int = 3) -> List[List[List[float]]]:
+    """Wall times (ms) of several functions, timed in alternating blocks.
 
-    Alternating the calls means a slow phase of a shared machine hits every function alike, so
-    ratios of same-round times stay meaningful when absolute times drift."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times: List[List[float]] = [[] for _ in fns]
-    for _ in range(runs):
+    Each block runs ``warmup`` untimed calls and then ``runs // blocks`` timed calls of each
+    function in turn. Back-to-back calls keep a model's weights in cache, as in deployment (the
+    first call after switching models is up to 2x slower, so per-call alternation would measure
+    cold starts); alternating the blocks spreads a slow phase of a shared machine over all of
+    them. Returns ``times[fn][block]``.
+    """
+    per_block = max(1, runs // blocks)
+    times: List[List[List[float]]] = [[] for _ in fns]
+    for _ in range(blocks):
         for fn, ts in zip(fns, times):
-            t = time.perf_counter()
-            fn()
-            ts.append((time.perf_counter() - t) * 1e3)
+            for _ in range(warmup):
+                fn()
+            block = []
+            for _ in range(per_block):
+                t = time.perf_counter()
+                fn()
+                block.append((time.perf_counter() - t) * 1e3)
+            ts.append(block)
     return times
 
 
