@@ -128,3 +128,20 @@ def test_ddp_two_processes_on_gloo(shapes, tmp_path):
     assert (tmp_path / "model_final.pth").is_file()
     lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
     assert any(rec.get("iteration") == 2 for rec in lines)
+
+
+def test_eval_only_reads_qat_checkpoints_and_names_a_mismatch(shapes, tmp_path, capsys):
+    from codenet_pynq.training.train import main
+
+    torch.set_num_threads(1)
+    Trainer(config(shapes, tmp_path / "float"), torch.device("cpu"), progress=False).run(max_iter=2)
+    qat = [f"quant.init={tmp_path / 'float' / 'model_final.pth'}", "quant.enabled=true", "quant.calib_batches=1"]
+    Trainer(config(shapes, tmp_path / "qat", *qat), torch.device("cpu"), progress=False).run(max_iter=2)
+    train, val = shapes
+    common = ["--config", "configs/shapes_default.yaml", "--eval-only", "--no-progress", *TINY,
+              f"data.train_json={train}", f"data.val_json={val}"]
+    assert main(common + [f"output_dir={tmp_path / 'qat'}", *qat]) == 0
+    assert '"AP50"' in capsys.readouterr().out
+    assert main(common + [f"output_dir={tmp_path / 'qat'}"]) == 2  # a QAT checkpoint under a float config
+    err = capsys.readouterr().err
+    assert "model_final.pth" in err and "quant.enabled must match" in err

@@ -92,6 +92,26 @@ def evaluate_model(model: torch.nn.Module, cfg: ExperimentConfig, device: torch.
     return compute_metrics(dataset.records, dets, dataset.class_names, cfg.eval_metric)
 
 
+def load_trained_model(cfg: ExperimentConfig, weights: str) -> torch.nn.Module:
+    """The model of a training checkpoint: the float network, or the QAT graph when the config
+    has ``quant.enabled`` (its scales come from the checkpoint, ``quant.init`` is not read)."""
+    from .models import build_model
+    from .train import load_checkpoint
+
+    model = build_model(cfg.model)
+    if cfg.quant.enabled:
+        from .quant.qat import prepare_qat
+
+        model = prepare_qat(model, cfg, load_init=False)
+    try:
+        model.load_state_dict(load_checkpoint(weights)["model"])
+    except RuntimeError as e:
+        kind = "a QAT" if cfg.quant.enabled else "a float"
+        raise ValueError(f"{weights}: does not fit {kind} model of this config ({str(e)[:200]}...); use the config "
+                         "the checkpoint was trained with (quant.enabled must match)") from e
+    return model.eval()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="codenet-pynq-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,16 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = load_config(a.config, a.opts)
     metric = a.metric or cfg.eval_metric
     if a.weights:
-        from .models import build_model
-        from .train import load_checkpoint
-
-        ckpt = load_checkpoint(a.weights)
-        model = build_model(cfg.model)
-        if cfg.quant.enabled:
-            from .quant.qat import prepare_qat
-
-            model = prepare_qat(model, cfg)
-        model.load_state_dict(ckpt["model"])
+        model = load_trained_model(cfg, a.weights)
         dataset = build_dataset(cfg.data, cfg.model, "val", train=False)
         dets = predict_model(model, dataset, torch.device("cpu"), cfg.eval_topk, flip_test=a.flip_test, progress=True)
         records, names = dataset.records, dataset.class_names

@@ -392,10 +392,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     init_distributed(device)
     try:
         if args.eval_only:
-            from .evaluate import evaluate_model
+            from .evaluate import evaluate_model, load_trained_model
 
-            model = build_model(cfg.model)
-            model.load_state_dict(load_checkpoint(os.path.join(cfg.output_dir, FINAL))["model"])
+            try:
+                model = load_trained_model(cfg, os.path.join(cfg.output_dir, FINAL))
+            except (ValueError, FileNotFoundError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
             print(json.dumps(evaluate_model(model.to(device), cfg, device), indent=1, default=float))
             return 0
         trainer = Trainer(cfg, device, resume=args.resume, progress=not args.no_progress)
