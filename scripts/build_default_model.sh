@@ -26,9 +26,9 @@ for k in ("float", "W4A8"):
     json.dump(m, open(f"runs/metrics_{k}.json", "w"), indent=1)
 PY
 python -m codenet_pynq.training.export --config configs/shapes_default.yaml \
-    --weights runs/shapes_default/model_final.pth --out "$MODELS/shapes_default_float.codenet" --metrics runs/metrics_float.json --score-threshold "${SCORE:-0.15}"
+    --weights runs/shapes_default/model_final.pth --out "$MODELS/shapes_default_float.codenet" --metrics runs/metrics_float.json --score-threshold "${SCORE:-0.3}"
 python -m codenet_pynq.training.export --config configs/shapes_default_w4a8.yaml \
-    --weights runs/shapes_default_w4a8/model_final.pth --out "$MODELS/shapes_default.codenet" --metrics runs/metrics_W4A8.json --score-threshold "${SCORE:-0.15}"
+    --weights runs/shapes_default_w4a8/model_final.pth --out "$MODELS/shapes_default.codenet" --metrics runs/metrics_W4A8.json --score-threshold "${SCORE:-0.3}"
 # sample images for the README demo: easy style, a split of their own (not in train or val),
 # the first six with at least two shapes
 python - <<'PY'

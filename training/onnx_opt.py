@@ -46,7 +46,7 @@ decoder accumulation (slower than the ``Add`` chain).
 What limits it: a static graph evaluates every dilation at every pixel, so each head runs nine
 depthwise convs and nine 1x1 output convs over the whole stride-4 map, and NCHWc pads the output
 convs to 16 channels (2 -> 16 for wh/reg, 20 -> 32 for the heatmap): ~1.7 GMACs of head work
-instead of ~0.2 in k3dw, about 2x the k3dw network end to end.
+instead of ~0.2 in k3dw, about 1.6-1.8x the k3dw network end to end (measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
