@@ -247,9 +247,6 @@ class _Lowering:
         """
         return self.coarse.get(tensor, (tensor, 1))
 
-    def _home_of(self, tensor: str) -> str:
-        return ROWS if tensor == self.p.input else self.home[tensor]
-
     def any_layout(self, tensor: str) -> str:
         return self.home.get(tensor, ROWS if tensor == self.p.input else NCHW)
 
@@ -296,9 +293,7 @@ class _Lowering:
             return self.tap_index[(off, f)]
         g = self.g
         h, w, _ = self.p.tensors[off].shape
-        fo = self._coarse_of(off)[1]
-        src = self.get(off, ROWS) if fo > 1 else self.vals[(off, self.home[off])]
-        flat = g.op("Reshape", [src, g.const([1, h * w], np.int64)], off)
+        flat = g.op("Reshape", [self.get(off, ROWS), g.const([1, h * w], np.int64)], off)
         d = g.op("Add", [g.op("Cast", [flat], off, to=TensorProto.INT64), g.const(1, np.int64)], off)
         yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         dy = np.array([t[0] for t in TAPS], np.int64)[:, None]
@@ -355,11 +350,12 @@ class _Lowering:
         else:  # float twin: the dequantised model with BN folded (weights and bias times M 2**-S)
             chunks = [(0, w.shape[3])]
             w = w * _multiplier(layer)[:, None, None, None]
+        base, f = x, 1  # a 1x1 conv on a deferred upsample runs on its coarse map (f > 1)
         if layer.offset is not None:
             out_layout, accs = ROWS, [self._offset_dw(layer, w)]
         elif _is_pointwise(layer):
-            base, f = self._coarse_of(x)  # per pixel: runs on the coarse map of a deferred upsample
-            in_layout = self._home_of(base)
+            base, f = self._coarse_of(x)
+            in_layout = self.any_layout(base)
             out_layout = self._choose(layer.output, in_layout)
             src = self.get(base, in_layout)
             w2 = w[:, 0, 0, :].astype(np.float32)
@@ -395,11 +391,9 @@ class _Lowering:
             y = self._requantize(layer, accs, lo, hi)
         else:
             y = self._float_activation(layer, accs[0], shape, out.kind, lo, hi)
-        f = self._coarse_of(x)[1] if _is_pointwise(layer) else 1
         if f > 1:  # the output stays coarse too: the upsample moves past this layer
-            h, wd, _ = self.shape(x)
             coarse = f"{layer.output}/{f}"
-            self.coarse_shapes[coarse] = (h // f, wd // f, o)
+            self.coarse_shapes[coarse] = self.shape(base)[:2] + (o,)
             self.coarse[layer.output] = (coarse, f)
             self.put(coarse, out_layout, y)
         else:
