@@ -82,37 +82,36 @@ def graphs(size: int):
 
 
 WHY = """The float graph is almost all `Conv` (BN and ReLU fused, the per-pixel dilation
-commuted into ONNX Runtime's blocked convs, see `training/onnx_opt.py`). The integer graph's convs
-and matmuls take less than the float graph's conv time (the per-pixel dilation is 9 row gathers,
-not 9 convs), but every layer adds the exact requantisation (`Cast` to float64, one
-`BatchNormalization` as multiply-add, `Cast` back with the rounding offset, `Clip`, `Sub`) and
-the per-pixel depthwise taps (per-channel scale + `Gather` + `Add`, 9 each): memory-bound
-elementwise passes, several of which ONNX Runtime runs on one thread.
+commuted into ONNX Runtime's blocked convs, see `training/onnx_opt.py`). In the integer graph
+most layers requantise *inside* their conv: the exporter gives each channel's multiplier M as
+many bits (at most 15, at least 6) as keep `(acc + bias) * M + 2**(S-1)` and all its partial
+sums within 2**24 (`intmath.choose_multipliers`), so the float32 conv with weights `w * M 2**-S`
+and bias `(bias * M + 2**(S-1)) 2**-S` computes the exact pre-floor value; ONNX Runtime fuses
+the `Clip` into the conv and one `Floor` pass per layer remains. Layers where that would leave
+fewer than 6 bits (here the int8 stem, the 1x1 convs with 512-1024 inputs, the 1-channel offset
+convs and the class head, whose prior bias is large in accumulator units) keep 15-bit
+multipliers and the float64 requantisation (`Cast`, `BatchNormalization` as multiply-add,
+rounding `Cast`, `Clip`, `Sub`). The other difference is the per-pixel depthwise taps
+(per-channel scale + `Gather` + `Add`, 9 each), which the float graph runs as blocked convs.
 
-Both graphs defer each nearest upsample past the 1x1 convs that follow it (they, their
-requantisation and the offset conv run on the coarse map; the dilated taps gather from the
-coarse rows, each tap's weight applied to the coarse rows first). Measured in blocks of
-back-to-back runs at 512, same outputs: integer graph -15 to -28 %, float graph -9 %, i.e. the
-ratio went from about 2.0x to about 1.6x on a quiet machine.
+History at 512 on a quiet machine: 2.0x with every layer requantised in float64; 1.6x after
+deferring the nearest upsamples past the per-pixel layers (both graphs); about 1.2x with the
+requantisation folded into the convs. The multiplier policy costs the shipped shapes model
+0.12 AP (re-export of the same QAT weights), see `docs/quantization.md`.
 
 The machine matters: this VM has phases in which one of its two vCPUs is mostly taken by a
-neighbour. The float graph (multi-threaded convs) then slows from about 57 to 90-120 ms at 512
-while the integer graph slows much less, and the ratio reads 1.1-1.3x. In quiet phases it is
-about 1.6-1.7x at both sizes. The table above is one run; look at the float graph's time
-to tell which phase it caught; the best-block columns are the better guide.
+neighbour. The float graph (multi-threaded convs) then slows from about 45 to 70-95 ms at 512
+and the ratio reads near 1.0x. Look at the float graph's time to tell which phase a run caught;
+the best-block columns are the better guide.
 
-Measured alternatives (2 threads): on a head-sized tap accumulation (128 x 128 x 128) the 9 x
-(Gather, scale, Add) 14 ms; one 9-row Gather + Mul + ReduceSum 21 ms; 9 dilated depthwise Convs +
-GatherElements 18 ms; 9 convs + Where chain 33 ms; the float graph's penalty-map formulation
-(one dilated depthwise `Conv` per dilation, unselected pixels zeroed under `Relu`, exact because
-every term is an integer below 2**24) no faster than the gathers. A uint8 storage with
-`MatMulInteger` for the 1x1 convs and a 4-pass requantisation measured 1.34x faster per 1x1 layer
-(16384 x 128 -> 128), about 15 % of the whole graph: not enough. Whole graph, no gain: the
-per-tap scale as a broadcast `Mul`, an n-ary `Sum` for the 9 taps, the requantisation split
-into 4 or 8 output-channel chunks so that its float64 intermediates stay in cache; slower: ONNX
-Runtime's parallel executor running the three heads as concurrent branches. Requantising in
-float32 (or through `QLinearConv`'s float scale and round-half-even) is not exact for shifts
-above ~14, which every layer has, so it would break the bit-exact contract.
+Measured alternatives before the folding (2 threads): on a head-sized tap accumulation
+(128 x 128 x 128) the 9 x (Gather, scale, Add) 14 ms; one 9-row Gather + Mul + ReduceSum 21 ms;
+9 dilated depthwise Convs + GatherElements 18 ms; 9 convs + Where chain 33 ms; the float graph's
+penalty-map formulation no faster than the gathers. `MatMulInteger` for the 1x1 convs: about
+15 % of the whole graph. No gain: a broadcast `Mul` for the per-tap scale, an n-ary `Sum` for
+the 9 taps, the float64 requantisation split into output-channel chunks; slower: ONNX Runtime's
+parallel executor. `QLinearConv` is not an option: its float32 scale and round-half-even
+requantisation differ from the contract.
 """
 
 

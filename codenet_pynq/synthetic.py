@@ -8,9 +8,10 @@
   backbone, 3 decoder stages of square-deformable blocks + upsample, 3 heads).
 
 Requantisation multipliers are *calibrated*: while the program is built, every layer is run by
-the golden executor on a random image, and M/S are chosen (via
-:func:`codenet_pynq.intmath.quantize_multiplier`) so that the outputs use their 8-bit range
-with only a few saturated values; offsets spread over ``[0, max_offset]``. Tensor scales are
+the golden executor on a random image, and M/S are chosen so that the outputs use their 8-bit
+range with only a few saturated values; offsets spread over ``[0, max_offset]``. M's precision
+follows the exporter (:func:`codenet_pynq.intmath.choose_multipliers`, ``multipliers=
+"exporter"``) or is always 15 bits (``"full"``, as artifacts written before that policy). Tensor scales are
 bookkeeping consistent with the multipliers (``M / 2**S ~ s_in * s_w[c] / s_out``).
 """
 
@@ -21,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .golden import conv_accumulate, run_layer
-from .intmath import WEIGHT_QMAX, kind_range, quantize_multiplier
+from .intmath import WEIGHT_QMAX, channel_bounds, choose_multipliers, kind_range, quantize_multipliers
 from .program import Layer, Program, TensorInfo
 
 __all__ = ["random_program", "codenet_like_program", "SHUFFLENET_CHANNELS", "ProgramBuilder"]
@@ -39,8 +40,11 @@ class ProgramBuilder:
     """Builds a program layer by layer while running it on a calibration image."""
 
     def __init__(self, rng: np.random.Generator, input_hw: Tuple[int, int], max_offset: int = 8,
-                 image: Optional[np.ndarray] = None) -> None:
+                 image: Optional[np.ndarray] = None, multipliers: str = "exporter") -> None:
+        if multipliers not in ("exporter", "full"):
+            raise ValueError(f"multipliers must be 'exporter' or 'full', got {multipliers!r}")
         self.rng = rng
+        self.multipliers = multipliers
         self.max_offset = int(max_offset)
         h, w = int(input_hw[0]), int(input_hw[1])
         self.input = "image"
@@ -95,9 +99,10 @@ class ProgramBuilder:
             mult = max(abs(lo), hi) / (spread * std) * rng.uniform(0.7, 1.3, cout)
             shift = rng.uniform(-0.5, 1.0, cout) if kind == "u8" else rng.uniform(-0.5, 0.5, cout)
             bias = np.round(-mean + shift * std)
-        pairs = [quantize_multiplier(float(m)) for m in mult]
-        m_arr = np.array([p[0] for p in pairs], np.int32)
-        s_arr = np.array([p[1] for p in pairs], np.int32)
+        if self.multipliers == "full":
+            m_arr, s_arr = quantize_multipliers(mult)
+        else:
+            m_arr, s_arr = choose_multipliers(mult, channel_bounds(w, src.kind, self.max_offset), bias)
         if out_scale is None:
             w_guess = (0.05 if bits == 4 else 0.005) * rng.uniform(0.5, 2.0, cout)
             out_scale = 1.0 if kind == "off" else float(src.scale * np.exp(np.mean(np.log(w_guess / mult))))
@@ -146,9 +151,9 @@ class ProgramBuilder:
 
 
 def random_program(rng: np.random.Generator, input_hw: Tuple[int, int] = (32, 32), max_offset: int = 4,
-                   num_classes: int = 3) -> Program:
+                   num_classes: int = 3, multipliers: str = "exporter") -> Program:
     """A small random program covering every op, both activation kinds and the ``off`` kind."""
-    b = ProgramBuilder(rng, input_hw, max_offset)
+    b = ProgramBuilder(rng, input_hw, max_offset, multipliers=multipliers)
 
     def ch(lo: int, hi: int) -> int:
         return int(rng.integers(lo, hi + 1))
@@ -186,14 +191,15 @@ def random_program(rng: np.random.Generator, input_hw: Tuple[int, int] = (32, 32
 def codenet_like_program(rng: np.random.Generator, input_size: int = 512, width: float = 1.0,
                          decoder: Sequence[int] = (512, 256, 128), head: int = 128, num_classes: int = 20,
                          max_offset: int = 8, stage_channels: Optional[Sequence[int]] = None,
-                         stage_repeats: Sequence[int] = (4, 8, 4), image: Optional[np.ndarray] = None) -> Program:
+                         stage_repeats: Sequence[int] = (4, 8, 4), image: Optional[np.ndarray] = None,
+                         multipliers: str = "exporter") -> Program:
     """Random weights in the CoDeNet topology (ShuffleNetV2 + square-deformable decoder and heads).
 
     ``stage_channels`` (stem, stage2, stage3, stage4, conv5) overrides ``width``; input is
     ``input_size`` square, outputs are at stride 4.
     """
     chans = tuple(stage_channels) if stage_channels is not None else SHUFFLENET_CHANNELS[float(width)]
-    b = ProgramBuilder(rng, (input_size, input_size), max_offset, image=image)
+    b = ProgramBuilder(rng, (input_size, input_size), max_offset, image=image, multipliers=multipliers)
     t = b.conv("image", chans[0], k=3, stride=2, bits=8, name="stem")
     t = b.maxpool(t, name="stem.pool")
     for si, (cout, reps) in enumerate(zip(chans[1:4], stage_repeats)):

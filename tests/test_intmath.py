@@ -11,13 +11,19 @@ import pytest
 
 from codenet_pynq.intmath import (
     ACC_BITS,
+    FLOAT32_EXACT,
+    FLOAT32_REQUANT_MIN_BITS,
+    M_BITS,
     MAX_SHIFT,
     accumulator_bound,
     bits_for,
+    channel_bounds,
+    choose_multipliers,
     kind_range,
     quantize_multiplier,
     quantize_multipliers,
     quantize_weights,
+    requant_fits_float32,
     requantize,
     round_half_up,
 )
@@ -59,6 +65,71 @@ def test_quantize_multipliers_vectorised():
     m, s = quantize_multipliers(reals)
     assert m.dtype == np.int32 and s.dtype == np.int32
     assert [(int(a), int(b)) for a, b in zip(m, s)] == [quantize_multiplier(float(r)) for r in reals]
+
+
+@pytest.mark.parametrize("bits", [6, 8, 11, 15])
+def test_quantize_multiplier_fewer_bits(bits):
+    rng = np.random.default_rng(bits)
+    for real in np.exp(rng.uniform(np.log(1e-6), np.log(10.0), 300)):
+        m, s = quantize_multiplier(float(real), bits)
+        assert 1 <= m < 2 ** bits and 1 <= s <= MAX_SHIFT
+        if 1 < s < MAX_SHIFT:
+            assert m >= 2 ** (bits - 1) - 1
+            assert abs(m / 2 ** s - real) / real <= 2.0 ** -(bits - 1)
+    assert quantize_multiplier(0.75, 6) == (48, 6)
+    with pytest.raises(ValueError):
+        quantize_multiplier(0.5, M_BITS + 1)
+
+
+def test_requant_fits_float32_boundary():
+    # bound * M + |bias * M + 2**(S-1)| against 2**24, inclusive
+    m, s = np.array([100, 100, 100]), np.array([10, 10, 10])
+    bias = np.array([0, 0, -2])
+    bound = np.array([(FLOAT32_EXACT - 512) // 100, (FLOAT32_EXACT - 512) // 100 + 1, (FLOAT32_EXACT - 512) // 100])
+    top = bound * m + np.abs(bias * m + 512)
+    assert top[0] <= FLOAT32_EXACT < top[1]
+    assert requant_fits_float32(bound, bias, m, s).tolist() == [True, False, True]  # -200 + 512 < 512
+    exact = np.array([FLOAT32_EXACT - 512]), np.array([0]), np.array([1]), np.array([10])
+    assert requant_fits_float32(*exact).tolist() == [True]
+
+
+def test_channel_bounds_match_the_layer_bound():
+    rng = np.random.default_rng(5)
+    w = rng.integers(-7, 8, (6, 3, 3, 5)).astype(np.int8)
+    for kind in ("u8", "s8"):
+        per = channel_bounds(w, kind)
+        assert per.shape == (6,)
+        assert int(per.max()) == accumulator_bound(w, kind, np.zeros(6, np.int64))
+        brute = [max(abs(int(np.where(c > 0, c, 0).sum()) * kind_range(kind)[1] + int(np.where(c < 0, c, 0).sum())
+                         * kind_range(kind)[0]),
+                     abs(int(np.where(c > 0, c, 0).sum()) * kind_range(kind)[0] + int(np.where(c < 0, c, 0).sum())
+                         * kind_range(kind)[1])) for c in w.reshape(6, -1).astype(np.int64)]
+        assert per.tolist() == brute
+
+
+def test_choose_multipliers_policy():
+    rng = np.random.default_rng(9)
+    real = np.exp(rng.uniform(np.log(1e-2), np.log(1e-1), 8))
+    bias = rng.integers(-500, 500, 8)
+    # small bounds: the full 15 bits fit, same as quantize_multipliers
+    full_m, full_s = quantize_multipliers(real)
+    m, s = choose_multipliers(real, np.full(8, 100), bias // 100)
+    assert np.array_equal(m, full_m) and np.array_equal(s, full_s)
+    # realistic 1x1 bounds: fewer bits, each channel the most that fit
+    bound = rng.integers(20_000, 90_000, 8)
+    m, s = choose_multipliers(real, bound, bias)
+    assert requant_fits_float32(bound, bias, m, s).all()
+    for c in range(8):
+        bits = int(m[c]).bit_length()
+        assert FLOAT32_REQUANT_MIN_BITS <= bits < M_BITS
+        m1, s1 = quantize_multiplier(float(real[c]), bits + 1)
+        assert not requant_fits_float32(bound[c:c + 1], bias[c:c + 1], np.array([m1]), np.array([s1]))[0]
+        assert abs(m[c] / 2.0 ** s[c] - real[c]) / real[c] <= 2.0 ** -(FLOAT32_REQUANT_MIN_BITS - 1)
+    # one channel without room for FLOAT32_REQUANT_MIN_BITS: the whole layer keeps 15 bits
+    bound[3] = FLOAT32_EXACT >> (FLOAT32_REQUANT_MIN_BITS - 1)
+    m, s = choose_multipliers(real, bound, bias)
+    assert np.array_equal(m, full_m) and np.array_equal(s, full_s)
+    assert not requant_fits_float32(bound, bias, m, s).all()
 
 
 # ----------------------------------------------------------------------------- requantize

@@ -17,6 +17,7 @@ from codenet_pynq.training.quant.onnx_int import (  # noqa: E402
     build_int_onnx,
     onnx_int_outputs,
     read_int_metadata,
+    requantised_in_float32,
 )
 
 
@@ -50,6 +51,55 @@ def test_random_programs_exact(seed):
     prog = random_program(rng, hw, max_offset=int(rng.integers(1, 9)), num_classes=int(rng.integers(1, 6)))
     model = build_int_onnx(prog)
     assert_exact(prog, session(model), images_for(rng, hw))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_programs_with_15_bit_multipliers_exact(seed):
+    """Programs whose multipliers all have 15 bits (artifacts before the float32 policy): every
+    layer requantises in float64."""
+    rng = np.random.default_rng(1500 + seed)
+    hw = tuple(int(v) for v in rng.integers(9, 41, 2))
+    prog = random_program(rng, hw, max_offset=int(rng.integers(1, 9)), multipliers="full")
+    assert not any(requantised_in_float32(prog, layer) for layer in prog.layers if layer.op == "conv")
+    assert_exact(prog, session(build_int_onnx(prog)), images_for(rng, hw))
+
+
+def _double_casts(model) -> int:
+    return sum(n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.DOUBLE for n in model.graph.node)
+
+
+def test_requantisation_paths_follow_the_multipliers():
+    """Layers whose multipliers fit float32 are folded into their conv (no float64 at all);
+    the others (here the int8 stem and the widest 1x1 convs) requantise in float64."""
+    prog = codenet_like_program(np.random.default_rng(14), 128, width=1.0, decoder=(256, 128, 64), head=64,
+                                num_classes=4)
+    convs = [layer for layer in prog.layers if layer.op == "conv"]
+    folded = [layer.name for layer in convs if requantised_in_float32(prog, layer)]
+    assert "stem" not in folded and len(convs) > len(folded) > len(convs) // 2
+    model = build_int_onnx(prog)
+    assert _double_casts(model) == len(convs) - len(folded)
+    rng = np.random.default_rng(15)
+    assert_exact(prog, session(model), images_for(rng, (128, 128), 1))
+
+
+@pytest.mark.parametrize("m", [172, 173])
+def test_folded_requantisation_at_the_float32_limit(m):
+    """bound * M + 2**(S-1) just below 2**24 (M = 172: folded) and just above (M = 173: float64),
+    on inputs that drive the accumulator to its bound, where the low bits decide the floor."""
+    h, w = 5, 6
+    tensors = {"image": TensorInfo("image", (h, w, 3), "u8", 1.0), "y": TensorInfo("y", (h, w, 2), "u8", 1.0)}
+    weight = np.array([[127, 127, 127], [127, -3, 127]], np.int8).reshape(2, 1, 1, 3)
+    arrays = {"weight": weight, "bias": np.array([0, 1], np.int32), "M": np.full(2, m, np.int32),
+              "S": np.full(2, 17, np.int32)}
+    layer = Layer("conv", ["image"], "y", {"k": 1, "pad": 0, "lo": 0, "hi": 255, "weight_bits": 8}, arrays, name="y")
+    prog = Program("image", tensors, [layer], {"hm": "y", "wh": "y", "reg": "y"})
+    top = 3 * 127 * 255 * m + (1 << 16)
+    assert (top <= 1 << 24) == (m == 172) == requantised_in_float32(prog, layer)
+    assert (_double_casts(build_int_onnx(prog)) == 0) == (m == 172)
+    rng = np.random.default_rng(m)
+    images = [np.full((h, w, 3), 255, np.uint8)] + [rng.integers(240, 256, (h, w, 3), dtype=np.uint8) for _ in range(4)]
+    assert_exact(prog, session(build_int_onnx(prog)), images)
+    assert 120 <= int(run_program(prog, images[0])["hm"][0, 0, 0]) <= 128  # in range: the floor matters
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -182,8 +232,11 @@ def test_channel_multiplier_offset_conv():
     assert_exact(prog, session(build_int_onnx(prog)), images_for(rng, (10, 12)))
 
 
-def test_handmade_offset_extremes():
-    """Offsets 0 and max everywhere on a hand-built program (every tap outside / inside)."""
+@pytest.mark.parametrize("m,s", [(1 << 14, 17), (16, 7)])
+def test_handmade_offset_extremes(m, s):
+    """Offsets 0 and max everywhere on a hand-built program (every tap outside / inside), with
+    15-bit multipliers (float64 requantisation) and 5-bit ones (folded: the bias rides on the
+    first tap, also when that tap reads the zero row)."""
     rng = np.random.default_rng(9)
     h, w, c = 6, 7, 3
     tensors = {"image": TensorInfo("image", (h, w, 3), "u8", 1.0), "off": TensorInfo("off", (h, w, 1), "off", 1.0),
@@ -192,7 +245,7 @@ def test_handmade_offset_extremes():
     def conv(out, inputs, weight, lo, hi, **attrs):
         o = weight.shape[0]
         arrays = {"weight": weight.astype(np.int8), "bias": rng.integers(-50, 50, o).astype(np.int32),
-                  "M": np.full(o, 1 << 14, np.int32), "S": np.full(o, 17, np.int32)}
+                  "M": np.full(o, m, np.int32), "S": np.full(o, s, np.int32)}
         return Layer("conv", inputs, out, dict(attrs, lo=lo, hi=hi, weight_bits=8), arrays, name=out)
 
     for off_val in (0, 8):
@@ -200,6 +253,7 @@ def test_handmade_offset_extremes():
         off_layer.arrays["bias"][:] = off_val * 8
         dw = conv("y", ["image"], rng.integers(-127, 128, (c, 3, 3, 1)), 0, 255, k=3, pad=1, groups=3, offset="off")
         prog = Program("image", tensors, [off_layer, dw], {"hm": "y", "wh": "y", "reg": "y"}, max_offset=8)
+        assert requantised_in_float32(prog, dw) == (m == 16)
         assert_exact(prog, session(build_int_onnx(prog)), images_for(rng, (h, w)))
 
 

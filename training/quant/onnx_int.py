@@ -4,14 +4,21 @@ ONNX Runtime has no integer conv that follows our requantisation, so the graph c
 integer program with float arithmetic that is *provably exact* (opset 19, standard ops only):
 
 - Activations travel as float32 tensors holding integers in [-128, 255].
-- Convs (``Conv``, ``MatMul``/``Gemm`` for 1x1, gather + multiply-add for the per-pixel
+- Folded layers (multipliers that pass :func:`codenet_pynq.intmath.requant_fits_float32`,
+  which the exporter arranges where it can, see ``choose_multipliers``): weights ``w * M
+  2**-S`` and bias ``(bias * M + 2**(S-1)) 2**-S`` go into the float32 conv, which then yields
+  ``v = ((acc + bias) * M + 2**(S-1)) / 2**S`` exactly (every intermediate is a multiple of
+  2**-S below 2**(24-S)); ``Clip`` (fused into the conv by ONNX Runtime) and ``Floor`` finish.
+  In the per-pixel dilation the bias rides on the first tap (every output pixel gathers one
+  row for it, a real row or the zero row, which then holds the bias too).
+- Other layers: convs (``Conv``, ``MatMul``/``Gemm`` for 1x1, gather + multiply-add for the per-pixel
   dilation) run in float32 on integer weights, without bias. Every product ``w * x`` and every
   partial sum is an integer bounded by the layer's accumulator bound
   (:func:`codenet_pynq.golden.conv_accumulator_bound`); below 2**24 all of them are exact in
   float32, whatever the summation order, blocking or FMA use of the kernel. A layer whose bound
   reaches 2**24 is split into input-channel chunks that each stay below it, and the chunks are
   added in float64 (exact below 2**53).
-- Requantisation in float64 (one ``BatchNormalization`` used as ``x * scale + bias``):
+- Their requantisation in float64 (one ``BatchNormalization`` used as ``x * scale + bias``):
   ``v = acc * M 2**-S + (bias * M + 2**(S-1)) 2**-S``. ``M 2**-S`` is exact (M < 2**15),
   ``|acc * M|`` and ``|(acc + bias) * M|`` stay below 2**47 (the validator guarantees
   ``|acc + bias| < 2**31``), so the product and the sum are exact multiples of 2**-S that fit
@@ -61,13 +68,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from codenet_pynq.golden import conv_accumulator_bound, storage_dtype
-from codenet_pynq.intmath import kind_range
+from codenet_pynq.intmath import FLOAT32_EXACT, channel_bounds, kind_range, requant_fits_float32
 from codenet_pynq.program import Layer, Program, ProgramError
 
 __all__ = [
     "build_int_onnx",
     "build_float_onnx",
     "onnx_int_outputs",
+    "requantised_in_float32",
     "read_int_metadata",
     "OPSET",
     "METADATA_KEY",
@@ -78,7 +86,6 @@ OPSET = 19
 IR_VERSION = 9
 METADATA_KEY = "codenet_int"
 FORMAT_VERSION = 1
-FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
 #: layers whose shifts are all <= this use the rounding-cast requantisation (see module doc)
 ROUNDING_CAST_MAX_SHIFT = 28
@@ -97,6 +104,15 @@ def _is_pointwise(layer: Layer) -> bool:
 def _multiplier(layer: Layer) -> np.ndarray:
     """Real requantisation multiplier M * 2**-S per output channel."""
     return layer.arrays["M"].astype(np.float64) * np.ldexp(1.0, -layer.arrays["S"].astype(np.int64))
+
+
+def requantised_in_float32(program: Program, layer: Layer) -> bool:
+    """Whether the integer graph folds this conv's requantisation into the conv in float32
+    (every channel passes :func:`codenet_pynq.intmath.requant_fits_float32`); otherwise it
+    requantises in float64."""
+    w = layer.arrays["weight"]
+    bound = channel_bounds(w, program.tensors[layer.inputs[0]].kind, program.max_offset)
+    return bool(requant_fits_float32(bound, layer.arrays["bias"], layer.arrays["M"], layer.arrays["S"]).all())
 
 
 def _input_needs(layer: Layer) -> Optional[str]:
@@ -134,13 +150,15 @@ class _Graph:
             self._consts[key] = name
         return name
 
-    def weight(self, value: np.ndarray, hint: str, exact_int: bool = True) -> str:
-        """float32 weight tensor; integer weights are stored as int8 and cast (folded at load)."""
+    def weight(self, value: np.ndarray, hint: str, scale: Optional[np.ndarray] = None) -> str:
+        """float32 weight tensor from integer weights, optionally times ``scale`` (broadcast
+        against them; M 2**-S per output channel, the product exact in float32). Stored as int8
+        and cast (and scaled) in the graph; ONNX Runtime folds that at load."""
         arr = np.asarray(value)
-        if not exact_int or arr.size <= 64:
-            return self.const(arr, np.float32, hint)
-        q = self.const(arr.astype(np.int8), np.int8, hint)
-        return self.op("Cast", [q], hint, to=TensorProto.FLOAT)
+        if arr.size <= 64:
+            return self.const(arr if scale is None else arr * scale, np.float32, hint)
+        w = self.op("Cast", [self.const(arr.astype(np.int8), np.int8, hint)], hint, to=TensorProto.FLOAT)
+        return w if scale is None else self.op("Mul", [w, self.const(scale, np.float32, hint)], hint)
 
     def op(self, op_type: str, inputs: Sequence[str], hint: str = "t", n_out: int = 1, **attrs: Any):
         outs = [self.fresh(f"{hint}.{op_type}") for _ in range(n_out)]
@@ -159,6 +177,7 @@ class _Lowering:
         self.vals: Dict[Tuple[str, str], str] = {}   # (tensor, layout) -> onnx value
         self.home: Dict[str, str] = {}               # tensor -> layout it was produced in
         self.tap_index: Dict[Tuple[str, int], List[str]] = {}  # (offset, factor) -> 9 index vectors
+        self.tap_tables: Dict[Tuple[int, int, int], str] = {}  # (H, W, factor) -> row-index table
         # nearest upsamples are deferred: tensor -> (coarse tensor holding it, factor); see _coarse_of
         self.coarse: Dict[str, Tuple[str, int]] = {}
         self.coarse_shapes: Dict[str, Tuple[int, int, int]] = {}
@@ -270,52 +289,86 @@ class _Lowering:
         return chunks
 
     def _pointwise(self, name: str, src: str, in_layout: str, hw: Tuple[int, int], w2: np.ndarray,
-                   out_layout: str) -> str:
-        """1x1 conv (w2: O x I float32) of the value ``src`` from ``in_layout`` to ``out_layout``."""
+                   out_layout: str, scale: Optional[np.ndarray] = None, bias: Optional[np.ndarray] = None) -> str:
+        """1x1 conv (w2: O x I integers, times ``scale`` per output channel, plus ``bias``) of
+        the value ``src`` from ``in_layout`` to ``out_layout``."""
         g = self.g
         h, wd = hw
         o, i = w2.shape
+        rows_out = out_layout == ROWS
+        sc = None if scale is None else (scale[None, :] if rows_out else scale[:, None])
+        b = [] if bias is None else [g.const(bias if rows_out or in_layout == NCHW else bias[:, None], hint=f"{name}.b")]
         if in_layout == NCHW and out_layout == NCHW:
-            return g.op("Conv", [src, g.weight(w2[:, :, None, None], f"{name}.w", self.exact)], name)
-        wname = g.weight(w2.T if out_layout == ROWS else w2, f"{name}.w", self.exact)
+            return g.op("Conv", [src, g.weight(w2[:, :, None, None], f"{name}.w",
+                                               None if sc is None else sc[:, :, None, None])] + b, name)
+        wname = g.weight(w2.T if rows_out else w2, f"{name}.w", sc)
         if in_layout == ROWS and out_layout == ROWS:
-            return g.op("MatMul", [src, wname], name)
+            return g.op("Gemm", [src, wname] + b, name) if b else g.op("MatMul", [src, wname], name)
         if in_layout == NCHW:  # -> rows: (C, HW)^T @ W^T
             flat = g.op("Reshape", [src, g.const([i, h * wd], np.int64)], name)
-            return g.op("Gemm", [flat, wname], name, transA=1)
-        y = g.op("Gemm", [wname, src], name, transB=1)  # rows -> nchw: W @ X^T
+            return g.op("Gemm", [flat, wname] + b, name, transA=1)
+        y = g.op("Gemm", [wname, src] + b, name, transB=1)  # rows -> nchw: W @ X^T
         return g.op("Reshape", [y, g.const([1, o, h, wd], np.int64)], name)
 
+    def _tap_table(self, h: int, w: int, f: int) -> str:
+        """Flat int32 table of every tap's row index: entry ``(o * 9 + t) * H*W + p`` is the row
+        that tap ``t`` of pixel ``p`` reads at offset ``o`` (0..B) from zero-padded rows held
+        ``f`` times coarser, or the zero row (index (H/f)*(W/f)) when the tap is outside.
+
+        Built in the graph from scalars, so ONNX Runtime computes it once at load (constant
+        folding) and the model file stays small."""
+        key = (h, w, f)
+        if key in self.tap_tables:
+            return self.tap_tables[key]
+        g = self.g
+        hint = f"taps{h}x{w}/{f}"
+        i32 = np.int32  # indices below 2**31: (B+1) * 9 * H*W
+        p = g.op("Range", [g.const(0, i32), g.const(h * w, i32), g.const(1, i32)], hint)  # (HW,)
+        yy = g.op("Div", [p, g.const(w, i32)], hint)
+        xx = g.op("Sub", [p, g.op("Mul", [yy, g.const(w, i32)], hint)], hint)
+        d = g.const(np.arange(1, self.p.max_offset + 2).reshape(-1, 1, 1), i32)  # dilation 1 + o
+        dy = g.const(np.array([t[0] for t in TAPS]).reshape(1, 9, 1), i32)
+        dx = g.const(np.array([t[1] for t in TAPS]).reshape(1, 9, 1), i32)
+        ty = g.op("Add", [g.op("Mul", [d, dy], hint), yy], hint)  # (B+1, 9, HW)
+        tx = g.op("Add", [g.op("Mul", [d, dx], hint), xx], hint)
+        zero = g.const(0, i32)
+        inside = g.op("And", [
+            g.op("And", [g.op("GreaterOrEqual", [ty, zero], hint), g.op("Less", [ty, g.const(h, i32)], hint)], hint),
+            g.op("And", [g.op("GreaterOrEqual", [tx, zero], hint), g.op("Less", [tx, g.const(w, i32)], hint)], hint),
+        ], hint)
+        if f > 1:  # Div truncates; it only matters where the tap is inside (ty, tx >= 0)
+            fc = g.const(f, i32)
+            ty, tx = g.op("Div", [ty, fc], hint), g.op("Div", [tx, fc], hint)
+        lin = g.op("Add", [g.op("Mul", [ty, g.const(w // f, i32)], hint), tx], hint)
+        idx = g.op("Where", [inside, lin, g.const((h // f) * (w // f), i32)], hint)
+        self.tap_tables[key] = g.op("Reshape", [idx, g.const([-1], np.int64)], hint)
+        return self.tap_tables[key]
+
     def _offset_taps(self, off: str, f: int = 1) -> List[str]:
-        """9 int64 index vectors (H*W) for the per-pixel dilation into the zero-padded rows of a
-        source held ``f`` times coarser (its zero row is the last, index (H/f)*(W/f))."""
+        """9 int32 index vectors (H*W) for the per-pixel dilation into the zero-padded rows of a
+        source held ``f`` times coarser (its zero row is the last, index (H/f)*(W/f)): one
+        lookup in :meth:`_tap_table` at ``(off[p] * 9 + t) * H*W + p``."""
         if (off, f) in self.tap_index:
             return self.tap_index[(off, f)]
         g = self.g
         h, w, _ = self.p.tensors[off].shape
-        flat = g.op("Reshape", [self.get(off, ROWS), g.const([1, h * w], np.int64)], off)
-        d = g.op("Add", [g.op("Cast", [flat], off, to=TensorProto.INT64), g.const(1, np.int64)], off)
-        yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-        dy = np.array([t[0] for t in TAPS], np.int64)[:, None]
-        dx = np.array([t[1] for t in TAPS], np.int64)[:, None]
-        ty = g.op("Add", [g.op("Mul", [d, g.const(dy, np.int64)], off), g.const(yy.reshape(1, -1), np.int64)], off)
-        tx = g.op("Add", [g.op("Mul", [d, g.const(dx, np.int64)], off), g.const(xx.reshape(1, -1), np.int64)], off)
-        zero = g.const(0, np.int64)
-        inside = g.op("And", [
-            g.op("And", [g.op("GreaterOrEqual", [ty, zero], off), g.op("Less", [ty, g.const(h, np.int64)], off)], off),
-            g.op("And", [g.op("GreaterOrEqual", [tx, zero], off), g.op("Less", [tx, g.const(w, np.int64)], off)], off),
-        ], off)
-        if f > 1:  # Div truncates; it only matters where the tap is inside (ty, tx >= 0)
-            fc = g.const(f, np.int64)
-            ty, tx = g.op("Div", [ty, fc], off), g.op("Div", [tx, fc], off)
-        lin = g.op("Add", [g.op("Mul", [ty, g.const(w // f, np.int64)], off), tx], off)
-        idx = g.op("Where", [inside, lin, g.const((h // f) * (w // f), np.int64)], off)
+        hw = h * w
+        flat = g.op("Reshape", [self.get(off, ROWS), g.const([1, hw], np.int64)], off)
+        o = g.op("Cast", [flat], off, to=TensorProto.INT32)
+        tp = g.op("Add", [g.op("Mul", [g.const(np.arange(9).reshape(9, 1), np.int32), g.const(hw, np.int32)], off),
+                          g.op("Range", [g.const(0, np.int32), g.const(hw, np.int32), g.const(1, np.int32)], off)],
+                  off)  # t * HW + p, (9, HW), folded at load
+        k = g.op("Add", [g.op("Mul", [o, g.const(9 * hw, np.int32)], off), tp], off)
+        idx = g.op("Gather", [self._tap_table(h, w, f), k], off, axis=0)
         taps = g.op("Split", [idx], off, n_out=9, axis=0, num_outputs=9)
         self.tap_index[(off, f)] = taps
         return taps
 
-    def _offset_dw(self, layer: Layer, w: np.ndarray) -> str:
-        """3x3 depthwise conv with per-pixel dilation, rows in and rows out."""
+    def _offset_dw(self, layer: Layer, w: np.ndarray, scale: Optional[np.ndarray] = None,
+                   bias: Optional[np.ndarray] = None) -> str:
+        """3x3 depthwise conv with per-pixel dilation, rows in and rows out (weights times
+        ``scale`` per channel; ``bias`` rides on the first tap: every output pixel gathers exactly
+        one row for it, a real one or the zero row, which then holds the bias too)."""
         g = self.g
         x = layer.inputs[0]
         h, wd, cin = self.shape(x)
@@ -329,11 +382,12 @@ class _Lowering:
         acc = None
         for t, (dy, dx) in enumerate(TAPS):
             # scale, then gather: on a coarse source the scale pass sees f*f times fewer rows
-            wt = w[:, dy + 1, dx + 1, 0].astype(np.float32)
+            wt = w[:, dy + 1, dx + 1, 0] * (1.0 if scale is None else scale)
+            bt = bias if t == 0 else None
             if dy == 0 and dx == 0 and f == 1:
-                term = self._scale(src, wt, layer.name)
+                term = self._scale(src, wt, layer.name, bt)
             else:
-                term = g.op("Reshape", [g.op("Gather", [self._scale(padded, wt, layer.name), taps[t]], layer.name,
+                term = g.op("Reshape", [g.op("Gather", [self._scale(padded, wt, layer.name, bt), taps[t]], layer.name,
                                              axis=0), g.const([h * wd, o], np.int64)], layer.name)
             acc = term if acc is None else g.op("Add", [acc, term], layer.name)
         return acc
@@ -345,14 +399,17 @@ class _Lowering:
         src_info = self.p.tensors[x]
         w = layer.arrays["weight"]
         o = w.shape[0]
-        if self.exact:
-            chunks = self._chunks(w, src_info.kind)
-        else:  # float twin: the dequantised model with BN folded (weights and bias times M 2**-S)
-            chunks = [(0, w.shape[3])]
-            w = w * _multiplier(layer)[:, None, None, None]
+        # folded: weights times M 2**-S and the rounding bias inside the conv (exact in float32
+        # where the layer's multipliers allow it, see module doc); the float twin always folds
+        fold = not self.exact or requantised_in_float32(self.p, layer)
+        scale = bias = None
+        if fold:
+            scale = _multiplier(layer)
+            bias = layer.arrays["bias"] * scale + (0.5 if self.exact else 0.0)  # (b M + 2**(S-1)) 2**-S
+        chunks = [(0, w.shape[3])] if fold else self._chunks(w, src_info.kind)
         base, f = x, 1  # a 1x1 conv on a deferred upsample runs on its coarse map (f > 1)
         if layer.offset is not None:
-            out_layout, accs = ROWS, [self._offset_dw(layer, w)]
+            out_layout, accs = ROWS, [self._offset_dw(layer, w, scale, bias)]
         elif _is_pointwise(layer):
             base, f = self._coarse_of(x)
             in_layout = self.any_layout(base)
@@ -365,7 +422,7 @@ class _Lowering:
                     "Slice", [src, g.const([c0], np.int64), g.const([c1], np.int64), g.const([1], np.int64)],
                     layer.name)
                 accs.append(self._pointwise(layer.name, part, in_layout, self.shape(base)[:2], w2[:, c0:c1],
-                                            out_layout))
+                                            out_layout, scale, bias))
         else:
             out_layout = NCHW
             k, groups = int(a["k"]), int(a.get("groups", 1))
@@ -375,22 +432,25 @@ class _Lowering:
                          pads=[int(a.get("pad", k // 2))] * 4, dilations=[int(a.get("dilation", 1))] * 2,
                          group=groups)
             src = self.get(x, NCHW)
-            wt = np.transpose(w, (0, 3, 1, 2)).astype(np.float32)  # OHWI -> OIHW
+            wt = np.transpose(w, (0, 3, 1, 2))  # OHWI -> OIHW
             accs = []
             for c0, c1 in chunks:
                 part = src if len(chunks) == 1 else g.op(
                     "Slice", [src, g.const([c0], np.int64), g.const([c1], np.int64), g.const([1], np.int64)],
                     layer.name)
-                accs.append(g.op("Conv", [part, g.weight(wt[:, c0:c1], f"{layer.name}.w", self.exact)], layer.name,
-                                 **attrs))
+                ins = [part, g.weight(wt[:, c0:c1], f"{layer.name}.w",
+                                      None if scale is None else scale[:, None, None, None])]
+                accs.append(g.op("Conv", ins + ([] if bias is None else [g.const(bias, hint=f"{layer.name}.b")]),
+                                 layer.name, **attrs))
         out = self.p.tensors[layer.output]
         klo, khi = kind_range(out.kind, self.p.max_offset)
         lo, hi = int(a.get("lo", klo)), int(a.get("hi", khi))
-        shape = (1, o, 1, 1) if out_layout == NCHW else (o,)
-        if self.exact:
+        if not fold:
             y = self._requantize(layer, accs, lo, hi)
-        else:
-            y = self._float_activation(layer, accs[0], shape, out.kind, lo, hi)
+        else:  # clamp (fused into the conv by ONNX Runtime), then floor: Floor(Clip(v)) = Clip(Floor(v))
+            y = g.op("Clip", [accs[0], g.const(lo), g.const(hi)], layer.name)
+            if self.exact or out.kind == "off":  # the float twin rounds only the offsets
+                y = g.op("Floor" if self.exact else "Round", [y], layer.name)
         if f > 1:  # the output stays coarse too: the upsample moves past this layer
             coarse = f"{layer.output}/{f}"
             self.coarse_shapes[coarse] = self.shape(base)[:2] + (o,)
@@ -440,15 +500,6 @@ class _Lowering:
         v = self._scale(acc, r, layer.name, c, np.float64)
         f = g.op("Cast", [g.op("Floor", [v], layer.name)], layer.name, to=TensorProto.FLOAT)
         return g.op("Clip", [f, g.const(lo), g.const(hi)], layer.name)
-
-    def _float_activation(self, layer: Layer, acc: str, shape: Tuple[int, ...], kind: str, lo: int, hi: int) -> str:
-        """Float twin: bias, then the clamp as a float activation (ReLU-like clip; rounded for offsets)."""
-        g = self.g
-        bias = layer.arrays["bias"] * _multiplier(layer)
-        y = g.op("Add", [acc, g.const(bias.astype(np.float32).reshape(shape))], layer.name)
-        if kind == "off":
-            y = g.op("Round", [y], layer.name)
-        return g.op("Clip", [y, g.const(lo), g.const(hi)], layer.name)
 
     # ---------------------------------------------------------------- data movement
     def _move(self, layer: Layer) -> None:
