@@ -92,12 +92,17 @@ fewer than 6 bits (here the int8 stem, the 1x1 convs with 512-1024 inputs, the 1
 convs and the class head, whose prior bias is large in accumulator units) keep 15-bit
 multipliers and the float64 requantisation (`Cast`, `BatchNormalization` as multiply-add,
 rounding `Cast`, `Clip`, `Sub`). The other difference is the per-pixel depthwise taps
-(per-channel scale + `Gather` + `Add`, 9 each), which the float graph runs as blocked convs.
+(per-channel scale + `Gather` + `Add`, 9 each), which the float graph runs as blocked convs;
+their row indices come from an (offset, tap, pixel) table that ONNX Runtime builds once at load
+(one `GatherElements` per offset map at run time instead of about 17 int64 passes).
 
-History at 512 on a quiet machine: 2.0x with every layer requantised in float64; 1.6x after
-deferring the nearest upsamples past the per-pixel layers (both graphs); about 1.2x with the
-requantisation folded into the convs. The multiplier policy costs the shipped shapes model
-0.12 AP (re-export of the same QAT weights), see `docs/quantization.md`.
+History on a quiet machine (512 / 256): 2.0x / 1.8x with every layer requantised in float64;
+1.6x / 1.7x after deferring the nearest upsamples past the per-pixel layers (both graphs);
+1.2x / 1.2x with the requantisation folded into the convs; 1.18x / 1.10x with the tap-index
+table (the table above). The multiplier policy costs the shipped shapes model 0.12 AP
+(re-export of the same QAT weights), see `docs/quantization.md`. The random weights here make
+the class head's prior bias huge in accumulator units, so it stays in float64; in the trained
+shapes model it folds.
 
 The machine matters: this VM has phases in which one of its two vCPUs is mostly taken by a
 neighbour. The float graph (multi-threaded convs) then slows from about 45 to 70-95 ms at 512
@@ -111,7 +116,12 @@ penalty-map formulation no faster than the gathers. `MatMulInteger` for the 1x1 
 15 % of the whole graph. No gain: a broadcast `Mul` for the per-tap scale, an n-ary `Sum` for
 the 9 taps, the float64 requantisation split into output-channel chunks; slower: ONNX Runtime's
 parallel executor. `QLinearConv` is not an option: its float32 scale and round-half-even
-requantisation differ from the contract.
+requantisation differ from the contract. After the folding, on the 9-tap accumulation alone
+(128 channels, 64 x 64 / 128 x 128 output, coarse source): the 9 x (scale, Gather, Add) 2.7 /
+5.9 ms; the 9 scaled sources concatenated, one Gather and a `ReduceSum` 5.1 / 13.0 ms; 9 Gathers
+and one n-ary `Sum` 3.1 / 11.0 ms. The `Floor` after each folded conv has no NCHWc kernel in ONNX
+Runtime, so each backbone conv keeps its reorders into and out of the blocked layout (about
+5 % of the integer graph).
 """
 
 

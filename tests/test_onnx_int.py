@@ -281,8 +281,8 @@ def _expand_channels(model) -> list:
     dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
     out = []
     for n in model.graph.node:
-        if n.op_type == "Expand":
-            consumer = next(m for m in model.graph.node if n.output[0] in m.input)  # the Reshape back
+        consumer = next((m for m in model.graph.node if n.output[0] in m.input), None)
+        if n.op_type == "Expand" and consumer.op_type == "Reshape":  # an upsample (not the tap lookup)
             shp = dims[consumer.output[0]]
             out.append(shp[1] if len(shp) == 4 else shp[-1])
     return out

@@ -34,7 +34,8 @@ integer program with float arithmetic that is *provably exact* (opset 19, standa
   float-to-integer rounding mode of ``Cast`` (unspecified by ONNX) never matters.
 - Per-pixel dilation (square deformable depthwise conv): the input is laid out as rows
   (H*W x C) with an extra all-zero row; for each of the 9 taps an index map ``y' * W + x'``
-  (or the zero row when the tap falls outside the map) is computed from the offset tensor, and
+  (or the zero row when the tap falls outside the map) is looked up from the offset tensor in a
+  table over (offset, tap, pixel) that ONNX Runtime computes at load (constant folding), and
   ``Gather``, a per-channel scale (``BatchNormalization``, exact on integers) and ``Add``
   accumulate the taps in float32 (bound 9 * 127 * 255).
 - Nearest upsamples are deferred: the 1x1 convs after one (and their requantisation, and the
@@ -311,7 +312,7 @@ class _Lowering:
         return g.op("Reshape", [y, g.const([1, o, h, wd], np.int64)], name)
 
     def _tap_table(self, h: int, w: int, f: int) -> str:
-        """Flat int32 table of every tap's row index: entry ``(o * 9 + t) * H*W + p`` is the row
+        """int32 table (B+1, 9, H*W) of every tap's row index: entry ``[o, t, p]`` is the row
         that tap ``t`` of pixel ``p`` reads at offset ``o`` (0..B) from zero-padded rows held
         ``f`` times coarser, or the zero row (index (H/f)*(W/f)) when the tap is outside.
 
@@ -322,7 +323,7 @@ class _Lowering:
             return self.tap_tables[key]
         g = self.g
         hint = f"taps{h}x{w}/{f}"
-        i32 = np.int32  # indices below 2**31: (B+1) * 9 * H*W
+        i32 = np.int32  # row indices below 2**31
         p = g.op("Range", [g.const(0, i32), g.const(h * w, i32), g.const(1, i32)], hint)  # (HW,)
         yy = g.op("Div", [p, g.const(w, i32)], hint)
         xx = g.op("Sub", [p, g.op("Mul", [yy, g.const(w, i32)], hint)], hint)
@@ -341,26 +342,24 @@ class _Lowering:
             ty, tx = g.op("Div", [ty, fc], hint), g.op("Div", [tx, fc], hint)
         lin = g.op("Add", [g.op("Mul", [ty, g.const(w // f, i32)], hint), tx], hint)
         idx = g.op("Where", [inside, lin, g.const((h // f) * (w // f), i32)], hint)
-        self.tap_tables[key] = g.op("Reshape", [idx, g.const([-1], np.int64)], hint)
-        return self.tap_tables[key]
+        self.tap_tables[key] = idx
+        return idx
 
     def _offset_taps(self, off: str, f: int = 1) -> List[str]:
         """9 int32 index vectors (H*W) for the per-pixel dilation into the zero-padded rows of a
         source held ``f`` times coarser (its zero row is the last, index (H/f)*(W/f)): one
-        lookup in :meth:`_tap_table` at ``(off[p] * 9 + t) * H*W + p``."""
+        ``GatherElements`` from :meth:`_tap_table` at ``[off[p], t, p]``."""
         if (off, f) in self.tap_index:
             return self.tap_index[(off, f)]
         g = self.g
         h, w, _ = self.p.tensors[off].shape
         hw = h * w
         flat = g.op("Reshape", [self.get(off, ROWS), g.const([1, hw], np.int64)], off)
-        o = g.op("Cast", [flat], off, to=TensorProto.INT32)
-        tp = g.op("Add", [g.op("Mul", [g.const(np.arange(9).reshape(9, 1), np.int32), g.const(hw, np.int32)], off),
-                          g.op("Range", [g.const(0, np.int32), g.const(hw, np.int32), g.const(1, np.int32)], off)],
-                  off)  # t * HW + p, (9, HW), folded at load
-        k = g.op("Add", [g.op("Mul", [o, g.const(9 * hw, np.int32)], off), tp], off)
-        idx = g.op("Gather", [self._tap_table(h, w, f), k], off, axis=0)
-        taps = g.op("Split", [idx], off, n_out=9, axis=0, num_outputs=9)
+        o = g.op("Cast", [g.op("Reshape", [flat, g.const([1, 1, hw], np.int64)], off)], off, to=TensorProto.INT32)
+        o = g.op("Expand", [o, g.const([1, 9, hw], np.int64)], off)
+        idx = g.op("GatherElements", [self._tap_table(h, w, f), o], off, axis=0)  # (1, 9, HW)
+        taps = g.op("Split", [g.op("Reshape", [idx, g.const([9, hw], np.int64)], off)], off, n_out=9, axis=0,
+                    num_outputs=9)
         self.tap_index[(off, f)] = taps
         return taps
 
