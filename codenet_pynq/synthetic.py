@@ -10,9 +10,9 @@
 Requantisation multipliers are *calibrated*: while the program is built, every layer is run by
 the golden executor on a random image, and M/S are chosen so that the outputs use their 8-bit
 range with only a few saturated values; offsets spread over ``[0, max_offset]``. M's precision
-follows the exporter (:func:`codenet_pynq.intmath.choose_multipliers`, ``multipliers=
-"exporter"``) or is always 15 bits (``"full"``, as artifacts written before that policy). Tensor scales are
-bookkeeping consistent with the multipliers (``M / 2**S ~ s_in * s_w[c] / s_out``).
+follows the exporter (``multipliers="exporter"``, :func:`codenet_pynq.intmath.choose_multipliers`)
+or is always 15 bits (``"full"``, as in artifacts written before that policy). Tensor scales
+are bookkeeping consistent with the multipliers (``M / 2**S ~ s_in * s_w[c] / s_out``).
 """
 
 from __future__ import annotations

@@ -88,6 +88,22 @@ def test_cpu_int_graph_equals_golden(artifact, program, samples):
             assert np.array_equal(got.astype(np.int32), gold[role].astype(np.int32)), role
 
 
+def test_shipped_int_graph_requantises_in_float32(artifact, program):
+    """The shipped multipliers let the CPU graph fold the requantisation into nearly every conv
+    (the int/float latency target depends on it); only the int8 stem and the 1024-input decoder
+    1x1 keep 15-bit multipliers and the float64 path."""
+    import onnx
+
+    from codenet_pynq.training.quant.onnx_int import requantised_in_float32
+
+    convs = program.conv_layers()
+    kept = sorted(layer.name for layer in convs if not requantised_in_float32(program, layer))
+    assert kept == ["decoder.0.pw", "stem"], kept
+    graph = onnx.load_from_string(artifact.graph("int"))
+    doubles = [n for n in graph.graph.node if n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.DOUBLE]
+    assert len(doubles) == len(kept)
+
+
 def test_emulation_library_equals_golden(program, samples, hls_build):
     lib = emulib.load_library(hls_build / "libcodenet_emu.so")
     cp = compile_program(program)
