@@ -100,17 +100,19 @@ def choose_multipliers(real: np.ndarray, bound: np.ndarray, bias: np.ndarray) ->
     FLOAT32_REQUANT_MIN_BITS the whole layer keeps 15-bit multipliers (requantised in float64
     on the CPU). Costs at most 2**-6 relative error per channel's scale (docs/quantization.md)."""
     real = np.asarray(real, dtype=np.float64).ravel()
-    m_out, s_out = quantize_multipliers(real)
+    bound, bias = np.asarray(bound), np.asarray(bias)
+    full_m, full_s = quantize_multipliers(real)
+    m_out, s_out = full_m.copy(), full_s.copy()
     done = requant_fits_float32(bound, bias, m_out, s_out)
     for bits in range(M_BITS - 1, FLOAT32_REQUANT_MIN_BITS - 1, -1):
         if done.all():
-            return m_out, s_out
+            break
         m, s = quantize_multipliers(real[~done], bits)
-        fits = requant_fits_float32(np.asarray(bound)[~done], np.asarray(bias)[~done], m, s)
+        fits = requant_fits_float32(bound[~done], bias[~done], m, s)
         idx = np.flatnonzero(~done)[fits]
         m_out[idx], s_out[idx] = m[fits], s[fits]
         done[idx] = True
-    return (m_out, s_out) if done.all() else quantize_multipliers(real)
+    return (m_out, s_out) if done.all() else (full_m, full_s)
 
 
 def requantize(acc: np.ndarray, bias: np.ndarray, m: np.ndarray, s: np.ndarray, lo: int, hi: int) -> np.ndarray:

@@ -354,9 +354,8 @@ class _Lowering:
         g = self.g
         h, w, _ = self.p.tensors[off].shape
         hw = h * w
-        flat = g.op("Reshape", [self.get(off, ROWS), g.const([1, hw], np.int64)], off)
-        o = g.op("Cast", [g.op("Reshape", [flat, g.const([1, 1, hw], np.int64)], off)], off, to=TensorProto.INT32)
-        o = g.op("Expand", [o, g.const([1, 9, hw], np.int64)], off)
+        o = g.op("Reshape", [self.get(off, ROWS), g.const([1, 1, hw], np.int64)], off)
+        o = g.op("Expand", [g.op("Cast", [o], off, to=TensorProto.INT32), g.const([1, 9, hw], np.int64)], off)
         idx = g.op("GatherElements", [self._tap_table(h, w, f), o], off, axis=0)  # (1, 9, HW)
         taps = g.op("Split", [g.op("Reshape", [idx, g.const([9, hw], np.int64)], off)], off, n_out=9, axis=0,
                     num_outputs=9)
