@@ -1,15 +1,17 @@
-// codenet_emu.cpp -- host emulation of the accelerator: a C ABI around codenet_top.
-//
-// Not part of the HLS IP.  Built into hls_src/build/libcodenet_emu.so (`make -C hls_src lib`)
-// and linked into the C-simulation testbench.  The ABI mirrors the hardware exactly: one
-// pointer per AXI master (descriptor table, weights, activations read/write) plus n_layers,
-// and the status / cycle-count registers as outputs.  Unlike the hardware, the host checks
-// every descriptor's DRAM accesses against the buffer sizes before it starts, so a bad table
-// returns CN_STATUS_BAD_ADDR instead of corrupting memory.
+// codenet_emu.cpp -- the host emulation library: the engine compiled for the host, behind a C ABI
+// (codenet_emu.h) that ctypes loads (codenet_pynq/accel/emulib.py).  Every table is proved safe
+// before it runs: the engine's own decode_desc (static limits), desc_extent against the buffer
+// sizes, and every requantisation parameter the descriptors will load.
 #include <mutex>
 
+#include "cn_account.h"
 #include "codenet_emu.h"
 #include "codenet_engine.h"
+
+namespace codenet {
+extern acct_desc_t *g_acct_records;
+extern uint32_t g_acct_capacity;
+}  // namespace codenet
 
 using namespace codenet;
 
@@ -17,55 +19,39 @@ namespace {
 
 std::mutex g_engine_mutex;  // the engine has static on-chip buffers: one run at a time
 
-uint64_t ceil_div64(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
 
-bool fits(uint64_t addr, uint64_t nbytes, uint64_t size) { return nbytes == 0 || (addr < size && nbytes <= size - addr); }
-
-// Bytes of a packed weight stream of n elements.
-uint64_t wbytes(uint64_t n, int wbits) { return ceil_div64(n * (uint64_t)wbits, 8); }
-
-// Check one decoded descriptor's DRAM extents; returns a CN_STATUS_* code.
-int check_extents(const desc_t &d, uint64_t wgt_size, uint64_t act_size) {
-    const uint64_t pix_in = (uint64_t)d.in_h * d.in_w;
-    uint64_t max_out_ch = 0;
-    for (int s = 0; s < d.nseg; s++) {
-        const seg_t &g = d.seg[s];
-        if (g.count == 0) return CN_STATUS_BAD_SIZE;
-        const uint64_t last = g.addr + (pix_in - 1) * g.pix_stride + (uint64_t)(g.count - 1) * g.ch_stride;
-        if (last >= act_size) return CN_STATUS_BAD_ADDR;
-        const uint64_t oc = g.out_off + (uint64_t)(g.count - 1) * g.out_stride;
-        if (oc > max_out_ch) max_out_ch = oc;
+// every M / S of a table of n_ch channels at byte `addr` of the weight region
+bool qtable_ok(const uint8_t *wgt, uint64_t addr, uint64_t n_ch) {
+    for (uint64_t c = 0; c < n_ch; c++) {
+        const uint32_t ms = rd32(wgt + addr + 8 * c + 4);
+        const uint32_t m = ms & 0xFFFF, s = ms >> 16;
+        if (m >= (1u << CN_M_BITS) || s < 1 || s > CN_MAX_SHIFT) return false;
     }
-    const bool has_pw = (d.flags & CN_FLAG_HAS_PW) != 0;
-    const bool per_channel = d.op == CN_OP_MAXPOOL || d.op == CN_OP_MOVE || (d.op == CN_OP_DWBLOCK && !has_pw);
-    if (!per_channel) max_out_ch = (uint64_t)(d.cout - 1) * d.out_ch;
-    const uint64_t up = (d.flags & CN_FLAG_UPSAMPLE) ? 2 : 1;
-    const uint64_t pix_out = (uint64_t)d.out_h * up * d.out_w * up;
-    if (d.out_addr + (pix_out - 1) * d.out_pix + max_out_ch >= act_size) return CN_STATUS_BAD_ADDR;
-    if ((d.flags & CN_FLAG_OFF_DRAM) && d.off_addr + (pix_in - 1) * d.off_pix >= act_size) return CN_STATUS_BAD_ADDR;
+    return true;
+}
 
-    const uint64_t tile = (uint64_t)CN_PA * CN_PE;
-    if (d.op == CN_OP_DENSE) {
-        const uint64_t n_kt = ceil_div64((uint64_t)d.k * d.k * d.cin, CN_PA);
-        const uint64_t n_ct = ceil_div64(d.cout, CN_PE);
-        if (!fits(d.main.w_addr, wbytes(n_ct * n_kt * tile, d.main.wbits), wgt_size)) return CN_STATUS_BAD_ADDR;
-        if (!fits(d.main.q_addr, (uint64_t)d.cout * CN_QPARAM_BYTES, wgt_size)) return CN_STATUS_BAD_ADDR;
-    } else if (d.op == CN_OP_DWBLOCK) {
-        const uint64_t n_dt = ceil_div64(d.cout, CN_DW_PE);
-        if (!fits(d.main.w_addr, wbytes(n_dt * 9 * CN_DW_PE, d.main.wbits), wgt_size)) return CN_STATUS_BAD_ADDR;
-        if (!fits(d.main.q_addr, (uint64_t)d.cout * CN_QPARAM_BYTES, wgt_size)) return CN_STATUS_BAD_ADDR;
-        if (has_pw) {
-            const uint64_t n_kt = ceil_div64(d.cin, CN_PA), n_ct = ceil_div64(d.cout, CN_PE);
-            if (!fits(d.pw.w_addr, wbytes(n_ct * n_kt * tile, d.pw.wbits), wgt_size)) return CN_STATUS_BAD_ADDR;
-            if (!fits(d.pw.q_addr, (uint64_t)d.cout * CN_QPARAM_BYTES, wgt_size)) return CN_STATUS_BAD_ADDR;
-        }
-        if (d.flags & CN_FLAG_OFF_ONCHIP) {
-            const uint64_t n_kt = ceil_div64(d.cout, CN_PA);
-            if (!fits(d.of.w_addr, wbytes(n_kt * tile, d.of.wbits), wgt_size)) return CN_STATUS_BAD_ADDR;
-            if (!fits(d.of.q_addr, CN_QPARAM_BYTES, wgt_size)) return CN_STATUS_BAD_ADDR;
-        }
+int check_one(const uint32_t words[CN_DESC_WORDS], const uint8_t *wgt, uint64_t wgt_size, uint64_t act_size) {
+    desc_t d;
+    plan_t p;
+    int code = decode_desc(words, d, p);
+    if (code != CN_STATUS_OK) return code;
+    const extent_t e = desc_extent(d, p);
+    if (e.act_end > act_size || e.wgt_end > wgt_size) return CN_STATUS_BAD_ADDR;
+    const uint64_t n_ch = (uint64_t)p.n_mid * CN_LANES;
+    if (d.op == CN_OP_DENSE && !qtable_ok(wgt, d.main.q_addr, n_ch)) return CN_STATUS_BAD_PARAM;
+    if (d.op == CN_OP_DWBLOCK) {
+        if (!qtable_ok(wgt, d.main.q_addr, n_ch)) return CN_STATUS_BAD_PARAM;
+        if ((d.flags & CN_FLAG_HAS_PW) && !qtable_ok(wgt, d.pw.q_addr, n_ch)) return CN_STATUS_BAD_PARAM;
+        if ((d.flags & CN_FLAG_OFF_ONCHIP) && !qtable_ok(wgt, d.of.q_addr, CN_LANES)) return CN_STATUS_BAD_PARAM;
     }
     return CN_STATUS_OK;
+}
+
+void read_words(const uint8_t *p, uint32_t *words, uint64_t n) {
+    for (uint64_t k = 0; k < n; k++) words[k] = rd32(p + 4 * k);
 }
 
 }  // namespace
@@ -82,36 +68,35 @@ uint32_t codenet_native_types(void) {
 #endif
 }
 
-uint32_t codenet_check(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, uint64_t wgt_size,
-                       uint64_t act_size) {
+uint32_t codenet_acct_record_size(void) { return (uint32_t)sizeof(acct_desc_t); }
+
+uint32_t codenet_check(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, const uint8_t *wgt,
+                       uint64_t wgt_size, uint64_t act_size) {
     if (n_layers > CN_MAX_LAYERS) return CN_STATUS_BAD_COUNT;
     if ((uint64_t)n_layers * CN_DESC_WORDS * 4 > desc_size) return CN_STATUS_BAD_ADDR;
+    if (wgt_size % CN_WORD_BYTES || act_size % CN_WORD_BYTES) return CN_STATUS_BAD_ADDR;
     for (uint32_t i = 0; i < n_layers; i++) {
         uint32_t words[CN_DESC_WORDS];
-        const uint8_t *p = desc + (uint64_t)i * CN_DESC_WORDS * 4;
-        for (int k = 0; k < CN_DESC_WORDS; k++)
-            words[k] = (uint32_t)p[4 * k] | ((uint32_t)p[4 * k + 1] << 8) | ((uint32_t)p[4 * k + 2] << 16) |
-                       ((uint32_t)p[4 * k + 3] << 24);
-        desc_t d;
-        int code = decode_desc(words, d);
-        if (code == CN_STATUS_OK) code = check_extents(d, wgt_size, act_size);
+        read_words(desc + (uint64_t)i * CN_DESC_WORDS * 4, words, CN_DESC_WORDS);
+        const int code = check_one(words, wgt, wgt_size, act_size);
         if (code != CN_STATUS_OK) return (uint32_t)code | (i << 16);
     }
     return CN_STATUS_OK;
 }
 
 uint32_t codenet_run_ports(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, const uint8_t *wgt,
-                           uint64_t wgt_size, uint8_t *act, uint64_t act_size, uint32_t *cycles) {
-    uint32_t cyc = 0, status = codenet_check(desc, desc_size, n_layers, wgt_size, act_size);
+                           uint64_t wgt_size, uint8_t *act, uint64_t act_size, uint32_t *cycles, void *records,
+                           uint32_t capacity) {
+    uint32_t cyc = 0, status = codenet_check(desc, desc_size, n_layers, wgt, wgt_size, act_size);
     if (status == CN_STATUS_OK) {
-        // the descriptor table is read as 32-bit words: copy to aligned storage if needed
         std::lock_guard<std::mutex> lock(g_engine_mutex);
         static uint32_t table[CN_MAX_LAYERS * CN_DESC_WORDS];
-        const uint8_t *p = desc;
-        for (uint64_t k = 0; k < (uint64_t)n_layers * CN_DESC_WORDS; k++)
-            table[k] = (uint32_t)p[4 * k] | ((uint32_t)p[4 * k + 1] << 8) | ((uint32_t)p[4 * k + 2] << 16) |
-                       ((uint32_t)p[4 * k + 3] << 24);
-        codenet_top(table, n_layers, wgt, act, act, &status, &cyc);
+        read_words(desc, table, (uint64_t)n_layers * CN_DESC_WORDS);
+        g_acct_records = (acct_desc_t *)records;
+        g_acct_capacity = records ? capacity : 0;
+        codenet_top(table, n_layers, (const word_t *)wgt, (const word_t *)act, (word_t *)act, &status, &cyc);
+        g_acct_records = 0;
+        g_acct_capacity = 0;
     }
     if (cycles) *cycles = cyc;
     return status;
@@ -124,8 +109,14 @@ uint32_t codenet_run(uint8_t *dram, uint64_t dram_size, uint64_t desc_addr, uint
         return CN_STATUS_BAD_ADDR;
     }
     // each region extends to the end of the image (the hardware has no notion of sizes)
-    return codenet_run_ports(dram + desc_addr, dram_size - desc_addr, n_layers, dram + wgt_addr,
-                             dram_size - wgt_addr, dram + act_addr, dram_size - act_addr, cycles);
+    const uint64_t wsz = (dram_size - wgt_addr) / CN_WORD_BYTES * CN_WORD_BYTES;
+    const uint64_t asz = (dram_size - act_addr) / CN_WORD_BYTES * CN_WORD_BYTES;
+    return codenet_run_ports(dram + desc_addr, dram_size - desc_addr, n_layers, dram + wgt_addr, wsz, dram + act_addr,
+                             asz, cycles, 0, 0);
+}
+
+double codenet_desc_cycles(const void *record, double f_mhz) {
+    return acct_desc_cycles(*(const acct_desc_t *)record, f_mhz);
 }
 
 }  // extern "C"

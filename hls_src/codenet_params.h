@@ -13,24 +13,23 @@
 
 // ---------------------------------------------------------------- descriptor format
 #define CN_DESC_MAGIC 0xC0DE       // bits 31..16 of descriptor word 0
-#define CN_DESC_VERSION 1          // bits 15..8 of descriptor word 0; bump on any format change
+#define CN_DESC_VERSION 2          // bits 15..8 of descriptor word 0; bump on any format change
 #define CN_DESC_WORDS 96           // one descriptor = 96 little-endian 32-bit words (384 bytes)
 #define CN_MAX_SEGS 16             // input segments per descriptor (words 32..95, 4 words each)
 #define CN_MAX_LAYERS 4096         // descriptors per start
 
-// descriptor word indices (see README.md "Descriptor format"); 16-bit pairs are lo | hi << 16
+// descriptor word indices (see README.md "Descriptor format"); 16-bit pairs are lo | hi << 16.
+// Every address is a byte offset into its region, a multiple of CN_WORD_BYTES.
 #define CN_D_HEADER 0              // magic << 16 | version << 8 | op
 #define CN_D_FLAGS 1               // CN_FLAG_* bits
 #define CN_D_IN_HW 2               // in_h | in_w << 16 (input tensor of the descriptor)
 #define CN_D_OUT_HW 3              // out_h | out_w << 16 (before the x2 upsample on write)
-#define CN_D_CH 4                  // cin | cout << 16 (cin = channels read = sum of segments)
+#define CN_D_CH 4                  // cin | cout << 16 (cin = channels read = sum of segment counts)
 #define CN_D_GEOM 5                // k | stride << 4 | pad << 8 | dil << 16 | max_off << 24
 #define CN_D_NSEG 6                // number of input segments (1..CN_MAX_SEGS)
-#define CN_D_OUT_ADDR 7            // output: byte address of pixel (0,0), first channel (act)
-#define CN_D_OUT_PIX 8             // output: bytes per pixel of the output buffer
-#define CN_D_OUT_CH 9              // output: byte step per output channel (dense / PW outputs)
-#define CN_D_OFF_ADDR 10           // OFF_DRAM: offsets tensor address of pixel (0,0) (act)
-#define CN_D_OFF_PIX 11            // OFF_DRAM: bytes per pixel of the offsets buffer
+#define CN_D_OUT_ADDR 7            // output buffer (act): word (0, 0, 0); it has ceil(cout/16) groups
+#define CN_D_OFF_ADDR 8            // OFF_DRAM: buffer holding the offset map (act)
+#define CN_D_OFF_CH 9              // OFF_DRAM: channel of the offset map | buffer groups << 16
 #define CN_D_W_ADDR 12             // main stage (dense conv or depthwise): weights (wgt)
 #define CN_D_Q_ADDR 13             // main stage: per-channel bias/M/S table (wgt)
 #define CN_D_CLAMP 14              // main stage: lo (int16) | hi (int16) << 16
@@ -44,14 +43,14 @@
 #define CN_D_OF_CLAMP 22           // DWBLOCK offset conv: lo | hi << 16 (within 0..MAX_OFFSET)
 #define CN_D_OF_WBITS 23           // DWBLOCK offset conv: weight bits
 #define CN_D_SEG_BASE 32           // first segment word
-#define CN_D_SEG_WORDS 4           // per segment: addr, pix_stride, count | ch_stride << 16,
-                                   //              out_off | out_stride << 16
+#define CN_D_SEG_WORDS 4           // per segment: buffer address (act), buffer groups,
+                                   //              first channel, channel count
 
 // op codes (descriptor word 0, bits 7..0)
 #define CN_OP_DENSE 1              // dense k x k conv (k = 1 or 3), groups 1
 #define CN_OP_DWBLOCK 2            // fused [1x1 pointwise] -> [offset 1x1 conv] -> 3x3 depthwise
 #define CN_OP_MAXPOOL 3            // 3x3 stride-2 pad-1 max pool
-#define CN_OP_MOVE 4               // gather / scatter copy (channel slice/concat/shuffle, upsample)
+#define CN_OP_MOVE 4               // pack segments into a fresh buffer (gather; upsample on write)
 
 // descriptor flags (word 1)
 #define CN_FLAG_IN_SIGNED 1        // input activations are s8 (else u8)
@@ -60,10 +59,17 @@
 #define CN_FLAG_OFF_ONCHIP 8       // DWBLOCK: per-pixel offsets from the on-chip 1x1 offset conv
 #define CN_FLAG_OFF_DRAM 16        // DWBLOCK: per-pixel offsets read from a DRAM tensor (u8)
 
+// ---------------------------------------------------------------- memory layout
+// Activations: every buffer is NHWC in 128-bit words of 16 channels ("groups"):
+//   word (y, x, g) at byte  base + ((y * W + x) * G + g) * 16,  lane l = channel 16 g + l;
+// lanes past the channel count are zero.  A row of a buffer is one contiguous run of W * G words.
+#define CN_LANES 16                // channels per word
+#define CN_WORD_BYTES 16           // one AXI beat (128 bits)
+
 // ---------------------------------------------------------------- compute parallelism
-#define CN_PA 16                   // 1x1 / dense conv: input-channel (reduction) lanes
+#define CN_PA 16                   // 1x1 / dense conv: input-channel (reduction) lanes = CN_LANES
 #define CN_PE 16                   // 1x1 / dense conv: output-channel lanes (PA x PE MACs/cycle)
-#define CN_DW_PE 16                // depthwise: channel lanes (DW_PE x 9 MACs/cycle)
+#define CN_DW_PE 16                // depthwise: channel lanes = CN_LANES (DW_PE x 9 MACs per output word)
 
 // ---------------------------------------------------------------- square deformable conv
 #define CN_MAX_OFFSET 8            // B: largest whole-pixel square offset (dilation 1 + B)
@@ -72,21 +78,41 @@
 // ---------------------------------------------------------------- on-chip buffer sizes
 #define CN_MAX_W 512               // largest feature-map width (and height) in pixels
 #define CN_MAX_C 2048              // largest channel count of any tensor read or written (2.0x conv5)
-#define CN_LB_ROW_ELEMS 16384      // one line-buffer row: width x channels elements (9 bit)
-#define CN_WBUF_ELEMS 262144       // on-chip weight buffer (elements) for the PA x PE array
+#define CN_LB_WORDS 512            // depthwise line buffer: words per row (W x groups of one pass)
+#define CN_SRC_WORDS 2048          // load: one row of every source buffer of a descriptor (words)
+#define CN_IM2COL_WORDS 1024       // load: one packed input row for 3x3 dense convs (words)
+#define CN_IM2COL_ROWS 3           // rows kept for 3x3 dense convs (dilation 1)
+#define CN_WBUF_BLOCKS 1024        // weight buffer: 1024-bit entries (16 x 16 int4, or 8 x 16 int8)
+#define CN_MAX_KT 144              // reduction words per output pixel (9 * cin / 16 for 3x3 dense)
+#define CN_MAX_G 128               // channel groups of one tensor = CN_MAX_C / CN_LANES
 
 // ---------------------------------------------------------------- arithmetic widths
 #define CN_ACC_BITS 32             // MAC accumulator, initialised with the bias (a tiny offset-conv weight
                                    // scale makes the bias large in accumulator units); compiler proves it
-#define CN_M_BITS 15               // requant multiplier M < 2^15
+#define CN_M_BITS 15               // requant multiplier 1 <= M < 2^15
 #define CN_MAX_SHIFT 47            // requant shift 1 <= S <= 47 (64-bit intermediate)
 #define CN_QPARAM_BYTES 8          // per output channel: int32 bias, uint32 (M | S << 16)
 
 // ---------------------------------------------------------------- AXI
-#define CN_AXI_DATA_BITS 128       // HP port data width (m_axi max_widen_bitwidth)
+#define CN_AXI_DATA_BITS 128       // m_axi data width of every port (one word = 16 int8 lanes)
 #define CN_AXI_ADDR_BITS 64        // m_axi address width (Zynq UltraScale+: 40 used)
-#define CN_AXI_BURST_MAX 64        // beats per burst
+#define CN_AXI_BURST_MAX 256       // beats per AXI4 burst (HLS max_*_burst_length)
+#define CN_AXI_OUTSTANDING 16      // outstanding bursts per port (HLS num_*_outstanding)
 #define CN_MEM_ALIGN 64            // byte alignment of every buffer the compiler places
+
+// ---------------------------------------------------------------- cycle account (C-sim; see README)
+// Pipeline depths charged on every entry of a pipelined loop: estimates until a csynth report
+// replaces them (README "Cycle account").  DDR model of the Ultra96-V2 LPDDR4 (2 GB, 32 bit,
+// 2133 MT/s = 8.5 GB/s peak): sustained fraction, first-beat latency.
+#define CN_DEPTH_AXI 4             // a burst-read / burst-write loop
+#define CN_DEPTH_PACK 4            // the segment packer
+#define CN_DEPTH_MAC 9             // MAC array: weight read 2 + multiply 3 + adder tree 4
+#define CN_DEPTH_REQ 6             // requantisation (32 x 15 multiply, round, shift, clamp)
+#define CN_DEPTH_DW 12             // depthwise: line buffer read 2 + multiply 3 + 9-input tree 4 + requant
+#define CN_DDR_PEAK_MBPS 8533      // LPDDR4-2133 x 32 bit
+#define CN_DDR_EFF_PCT 70          // sustained fraction of the peak for long bursts
+#define CN_DDR_LAT_NS 160          // read latency from address to first beat (PS DDR controller + HP port)
+#define CN_DII_DW 3                // declared II of the depthwise tap loop (9 reads, 2 copies x 2 ports)
 
 // ---------------------------------------------------------------- AXI-Lite register map
 // Offsets of the s_axilite "control" bundle as Vitis HLS generates them for the argument order
@@ -113,5 +139,6 @@
 #define CN_STATUS_BAD_SIZE 3       // a size beyond the static limits above
 #define CN_STATUS_BAD_COUNT 4      // n_layers out of range
 #define CN_STATUS_BAD_ADDR 5       // (host emulation only) an access outside a buffer
+#define CN_STATUS_BAD_PARAM 6      // (host emulation only) a requantisation M or S out of range
 
 #endif  // CODENET_PARAMS_H_

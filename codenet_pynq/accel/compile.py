@@ -15,9 +15,14 @@ What the compiler does beyond a 1:1 translation (the hardware/software co-design
   used by nothing else is folded into that descriptor's write (each pixel written 2 x 2).
 - **Channel slice / concat / shuffle cost nothing.** They are *views*: every tensor is a list
   of (buffer, channel) per logical channel.  A consumer reads its input as up to ``MAX_SEGS``
-  segments (base, pixel stride, count, channel stride).  Dense convs permute their weights to
-  the segment order; per-channel ops (depthwise, max pool, move) carry an output channel
-  offset/stride per segment so their output comes out in logical order.
+  segments (buffer, first channel, count) that the engine's load stage packs densely on chip;
+  the reading order is free for convs (their weights are permuted to it) and sets the output
+  channel order of per-channel ops (depthwise, max pool, copies), which the output view records.
+  A view that needs more segments, or more source rows than the load stage holds, is first
+  gathered into a fresh buffer by ``MOVE`` descriptors.
+- **Memory layout.** Every buffer is NHWC in 128-bit words of 16 channels (``hls_src/README.md``
+  "Memory layout"); every producer writes a fresh buffer of ``ceil(C/16)`` groups, so a row of
+  a buffer is one burst.
 - **Memory planning.** Buffers are placed first-fit over their lifetimes (descriptor indices),
   reusing memory of dead tensors, unless ``reuse=False`` (then every materialised intermediate
   can be read back after a run, for tests).
@@ -27,11 +32,13 @@ Refused with :class:`~codenet_pynq.program.ProgramError`: anything the hardware 
 than ``ACC_BITS``, conv shapes the engine has no datapath for).
 
 Weight packing (what ``hls_src/README.md`` documents): int4 two per byte, **low nibble first**;
-int8 one per byte.  Dense / pointwise: tiles ``[co_tile][k_tile][o < PE][i < PA]`` of the
+int8 one per byte.  Dense / pointwise: 16 x 16 blocks ``[out group][reduction word][o][i]`` of the
 ``O x K`` matrix, ``K = k*k*C_in`` ordered ``(ky, kx, c_in)`` with ``c_in`` in the descriptor's
-segment order, zero padded to whole tiles.  Offset conv: the same with one output row.
-Depthwise: ``[c_tile][tap < 9][lane < DW_PE]``.  Bias/M/S: 8 bytes per output channel, int32
-bias then uint32 ``M | S << 16``, little endian.
+read order, zero padded (one block = 128 bytes int4, 256 bytes int8).  Depthwise: per group of 16
+channels one record ``[tap][lane]`` padded to whole 16-byte words (80 bytes int4, 144 int8).
+Offset conv: per group one 16-byte word of 16 lane weights.  Bias/M/S: 8 bytes per output channel
+(int32 bias, uint32 ``M | S << 16``, little endian) for whole groups: padding channels get
+``(0, 1, 1)``.
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ from ..intmath import accumulator_bound, bits_for, kind_range
 from ..program import Layer, Program, ProgramError
 from .params import HwParams, load_params
 
-__all__ = ["CompiledProgram", "TensorPlacement", "DescriptorInfo", "compile_program", "pack_weights"]
+__all__ = ["CompiledProgram", "TensorPlacement", "DescriptorInfo", "compile_program", "pack_weights",
+           "pack_depthwise", "pack_lane_weights", "pack_qparams"]
 
 
 # =========================================================================== data types
@@ -191,18 +199,42 @@ def pack_weights(matrix: np.ndarray, bits: int, pa: int, pe: int) -> np.ndarray:
     return _pack(tiles, bits)
 
 
-def pack_depthwise(w9: np.ndarray, bits: int, dw_pe: int) -> np.ndarray:
-    """Pack C x 9 depthwise weights as ``[c_tile][tap][lane]``."""
+def pack_depthwise(w9: np.ndarray, bits: int, lanes: int = 16) -> np.ndarray:
+    """Pack C x 9 depthwise weights as one ``[tap][lane]`` record per group, padded to 16-byte words."""
     c = w9.shape[0]
-    n_t = -(-c // dw_pe)
-    m = np.zeros((n_t * dw_pe, 9), np.int64)
+    n_t = -(-c // lanes)
+    m = np.zeros((n_t * lanes, 9), np.int64)
     m[:c] = w9
-    return _pack(m.reshape(n_t, dw_pe, 9).transpose(0, 2, 1), bits)
+    rec_bytes = -(-9 * lanes * bits // 128) * 16
+    out = np.zeros((n_t, rec_bytes), np.uint8)
+    for g in range(n_t):
+        b = _pack(m[g * lanes:(g + 1) * lanes].T, bits)
+        out[g, :b.size] = b
+    return out.ravel()
 
 
-def pack_qparams(bias: np.ndarray, m: np.ndarray, s: np.ndarray) -> np.ndarray:
-    b = np.asarray(bias, np.int64)
-    ms = np.asarray(m, np.int64) | (np.asarray(s, np.int64) << 16)
+def pack_lane_weights(w: np.ndarray, bits: int, lanes: int = 16) -> np.ndarray:
+    """Pack a length-C weight vector (offset conv) as one 16-byte word per group of 16 lanes."""
+    c = w.shape[0]
+    n_t = -(-c // lanes)
+    v = np.zeros(n_t * lanes, np.int64)
+    v[:c] = w
+    out = np.zeros((n_t, 16), np.uint8)
+    for g in range(n_t):
+        b = _pack(v[g * lanes:(g + 1) * lanes], bits)
+        out[g, :b.size] = b
+    return out.ravel()
+
+
+def pack_qparams(bias: np.ndarray, m: np.ndarray, s: np.ndarray, lanes: int = 16) -> np.ndarray:
+    """Bias/M/S records for whole groups of ``lanes`` channels; padding channels get (0, 1, 1)."""
+    n = len(bias)
+    total = -(-n // lanes) * lanes
+    b = np.zeros(total, np.int64)
+    mm = np.ones(total, np.int64)
+    ss = np.ones(total, np.int64)
+    b[:n], mm[:n], ss[:n] = bias, m, s
+    ms = mm | (ss << 16)
     rec = np.stack([b & 0xFFFFFFFF, ms], axis=1).astype("<u4")
     return np.frombuffer(rec.tobytes(), np.uint8)
 
@@ -235,15 +267,23 @@ class _Buffer:
     id: int
     h: int
     w: int
-    c: int  # channels per pixel = pixel stride in bytes
+    c: int  # channels stored (lanes past c in the last group are zero)
     name: str
     first: int = -1  # first descriptor writing it (-1: before the run, e.g. the input)
     last: int = -1  # last descriptor reading it (n: alive at the end, e.g. outputs)
     offset: int = -1
 
     @property
+    def groups(self) -> int:
+        return -(-self.c // 16)
+
+    @property
+    def pix_bytes(self) -> int:
+        return 16 * self.groups
+
+    @property
     def size(self) -> int:
-        return self.h * self.w * self.c
+        return self.h * self.w * self.pix_bytes
 
 
 @dataclass
@@ -261,9 +301,6 @@ class _Seg:
     buf: int
     ch0: int
     count: int
-    ch_stride: int
-    out_off: int  # per-channel ops: logical output channel of element 0
-    out_stride: int
     logical: np.ndarray  # logical channels of the elements (read order)
 
 
@@ -288,8 +325,6 @@ class _Desc:
     cout: int
     segs: List[_Seg]
     out_buf: int
-    out_ch0: int = 0
-    out_ch_stride: int = 1
     k: int = 1
     stride: int = 1
     pad: int = 0
@@ -302,9 +337,9 @@ class _Desc:
     macs: int = 0
 
 
-def _segments(buf: np.ndarray, ch: np.ndarray, logical_prog: bool) -> List[_Seg]:
-    """Cover the (buf, ch) items by runs with a constant channel stride (and, when
-    ``logical_prog``, a constant positive logical stride).  Greedy over (buf, ch) order."""
+def _segments(buf: np.ndarray, ch: np.ndarray) -> List[_Seg]:
+    """Cover the (buf, ch) items by runs of consecutive channels of one buffer, in (buffer,
+    channel) order; ``logical`` lists the view positions read by each run."""
     n = len(buf)
     order = np.lexsort((np.arange(n), ch, buf))
     segs: List[_Seg] = []
@@ -312,25 +347,11 @@ def _segments(buf: np.ndarray, ch: np.ndarray, logical_prog: bool) -> List[_Seg]
     while i < n:
         a = order[i]
         j = i + 1
-        st, lst = 0, 0
-        if j < n and buf[order[j]] == buf[a]:
-            st = int(ch[order[j]] - ch[a])
-            lst = int(order[j] - a)
-            ok = 0 < st < 65536 and (not logical_prog or 0 < lst < 65536)
-            if ok:
-                while j < n and buf[order[j]] == buf[a] and int(ch[order[j]] - ch[order[j - 1]]) == st and \
-                        (not logical_prog or int(order[j] - order[j - 1]) == lst) and j - i < 65535:
-                    j += 1
-            else:
-                j = i + 1
+        while (j < n and buf[order[j]] == buf[a] and ch[order[j]] == ch[order[j - 1]] + 1
+               and j - i < 65535):
+            j += 1
         members = order[i:j]
-        multi = len(members) > 1
-        if logical_prog:  # per-channel op: element k goes to logical output channel a + k * lst
-            out_off, out_stride = int(a), (lst if multi else 1)
-        else:  # dense op: the reduction order is free, the output placement unused
-            out_off, out_stride = 0, 0
-        segs.append(_Seg(int(buf[a]), int(ch[a]), len(members), st if multi else 1, out_off, out_stride,
-                         members.astype(np.int64)))
+        segs.append(_Seg(int(buf[a]), int(ch[a]), len(members), members.astype(np.int64)))
         i = j
     return segs
 
@@ -346,11 +367,6 @@ class _Compiler:
         self.descs: List[_Desc] = []
         self.blob = _Blob(params.MEM_ALIGN)
         self.gathered: Dict[Tuple[bytes, bytes], _View] = {}
-        # write-side placement of descriptor outputs inside a shared concat buffer:
-        # tensor name -> (shared key, first channel, channel stride); key -> (h, w, C, name)
-        self.absorb: Dict[str, Tuple[int, int, int]] = {}
-        self.shared: Dict[int, Tuple[int, int, int, str]] = {}
-        self.shared_buf: Dict[int, int] = {}
 
     # ------------------------------------------------------------------ helpers
     def fail(self, layer: Optional[Layer], problem: str, hint: str = "") -> ProgramError:
@@ -389,7 +405,7 @@ class _Compiler:
         a = layer.arrays
         perm = np.arange(a["bias"].shape[0]) if qperm is None else qperm
         w_addr = self.blob.add(packed)
-        q_addr = self.blob.add(pack_qparams(a["bias"][perm], a["M"][perm], a["S"][perm]))
+        q_addr = self.blob.add(pack_qparams(a["bias"][perm], a["M"][perm], a["S"][perm], self.p.LANES))
         lo, hi = self.clamp(layer)
         return _Stage(w_addr, q_addr, lo, hi, int(layer.attrs.get("weight_bits", 4)))
 
@@ -398,37 +414,68 @@ class _Compiler:
         bits = int(layer.attrs.get("weight_bits", 4))
         return self.stage(layer, pack_weights(w.reshape(w.shape[0], -1), bits, self.p.PA, self.p.PE))
 
+    def offset_stage(self, layer: Layer) -> _Stage:
+        w = layer.arrays["weight"].astype(np.int64).reshape(-1)
+        bits = int(layer.attrs.get("weight_bits", 4))
+        return self.stage(layer, pack_lane_weights(w, bits, self.p.LANES))
+
     def dw_stage(self, layer: Layer, perm: np.ndarray) -> _Stage:
         w = layer.arrays["weight"].astype(np.int64)[perm, :, :, 0].reshape(len(perm), 9)
         bits = int(layer.attrs.get("weight_bits", 4))
-        return self.stage(layer, pack_depthwise(w, bits, self.p.DW_PE), qperm=perm)
+        return self.stage(layer, pack_depthwise(w, bits, self.p.LANES), qperm=perm)
 
     # ------------------------------------------------------------------ reading a view
-    def read_segments(self, layer: Optional[Layer], view: _View, per_channel: bool) -> List[_Seg]:
-        """Segments of a view for one descriptor; gathers the view into a contiguous buffer
-        first (MOVE descriptors) when it needs more than MAX_SEGS segments."""
-        segs = _segments(view.buf, view.ch, per_channel)
-        if len(segs) <= self.p.MAX_SEGS:
+    def src_words(self, segs: Sequence[_Seg], w: int) -> int:
+        """Words of one input row over the distinct source buffers (the load stage's row store)."""
+        total, prev = 0, None
+        for sg in segs:
+            if sg.buf != prev:
+                total += w * self.buffers[sg.buf].groups
+                prev = sg.buf
+        return total
+
+    def readable(self, segs: Sequence[_Seg], w: int) -> bool:
+        return len(segs) <= self.p.MAX_SEGS and self.src_words(segs, w) <= self.p.SRC_WORDS
+
+    def read_segments(self, layer: Optional[Layer], view: _View) -> List[_Seg]:
+        """Segments of a view for one descriptor; gathers the view into fresh buffers first (MOVE
+        descriptors) when it needs more segments or source rows than the load stage holds."""
+        segs = _segments(view.buf, view.ch)
+        if self.readable(segs, view.shape[1]):
             return segs
         key = (view.buf.tobytes(), view.ch.tobytes())
         if key not in self.gathered:  # one copy serves every consumer of the same view
             self.gathered[key] = self.gather(view, f"{layer.name if layer else 'tensor'}.gather")
         g = self.gathered[key]
-        return _segments(g.buf, g.ch, per_channel)
+        return _segments(g.buf, g.ch)
 
     def gather(self, view: _View, name: str, upsample: bool = False) -> _View:
-        """Copy a view into a fresh contiguous buffer with MOVE descriptors (<= MAX_SEGS each)."""
+        """Copy a view into fresh buffers with MOVE descriptors, each reading what the load stage
+        holds; channels keep the view's read order."""
         h, w, c = view.shape
         oh, ow = (2 * h, 2 * w) if upsample else (h, w)
-        out = self.new_buffer(oh, ow, c, name)
-        segs = _segments(view.buf, view.ch, True)
-        lim = self.p.MAX_SEGS
-        for i in range(0, len(segs), lim):
-            part = segs[i:i + lim]
-            n = sum(s.count for s in part)
+        segs = _segments(view.buf, view.ch)
+        bufs = np.zeros(c, np.int64)
+        chans = np.zeros(c, np.int64)
+        i = 0
+        while i < len(segs):
+            part = [segs[i]]
+            j = i + 1
+            while j < len(segs) and self.readable(segs[i:j + 1], w):
+                part.append(segs[j])
+                j += 1
+            if not self.readable(part, w):
+                raise self.fail(None, f"tensor {name!r} ({w} pixels wide) has a channel run whose rows do not fit "
+                                      f"the load stage's row store (CN_SRC_WORDS {self.p.SRC_WORDS})")
+            n = sum(sg.count for sg in part)
+            out = self.new_buffer(oh, ow, n, name)
             self.emit(_Desc(self.p.OP_MOVE, "move", [name], self.p.FLAG_UPSAMPLE if upsample else 0, (h, w), (h, w),
                             n, n, part, out, macs=0), in_kind=view.kind)
-        return self.identity_view(out, (oh, ow, c), view.kind)
+            logical = np.concatenate([sg.logical for sg in part])
+            bufs[logical] = out
+            chans[logical] = np.arange(n)
+            i = j
+        return _View((oh, ow, c), view.kind, bufs, chans)
 
     # ------------------------------------------------------------------ emitting
     def emit(self, d: _Desc, in_kind: str) -> int:
@@ -450,6 +497,21 @@ class _Compiler:
         b = self.buffers[buf]
         b.last = max(b.last, idx)
 
+    def out_buffer(self, name: str, shape: Tuple[int, int, int], kind: str, layer: Optional[Layer],
+                   order: Optional[np.ndarray] = None) -> int:
+        """A fresh output buffer; ``order[j]`` = logical channel stored at physical channel j
+        (per-channel ops store their read order), identity by default."""
+        h, w, c = shape
+        self.check_size(layer, h, w, c, f"output {name!r}")
+        b = self.new_buffer(h, w, c, name)
+        if order is None:
+            self.views[name] = self.identity_view(b, shape, kind)
+        else:
+            ch = np.empty(c, np.int64)
+            ch[order] = np.arange(c)
+            self.views[name] = _View(tuple(shape), kind, np.full(c, b, np.int64), ch)
+        return b
+
     # ------------------------------------------------------------------ plan
     def run(self) -> CompiledProgram:
         prog, p = self.prog, self.p
@@ -468,7 +530,6 @@ class _Compiler:
             for t in layer.inputs + ([layer.offset] if layer.offset else []):
                 consumers.setdefault(t, []).append(i)
         outputs = set(prog.outputs.values())
-        self.consumers = consumers
 
         # ---- fusion plan: dw layer index -> (pw index, offset index or None)
         fused: Dict[int, Tuple[int, Optional[int]]] = {}
@@ -512,7 +573,6 @@ class _Compiler:
             if prog.layers[j].op in ("conv", "maxpool") and j not in skip and j not in folds:
                 folds[j] = i
         folded_ups = set(folds.values())
-        self.plan_concats(skip, folds, consumers, outputs)
 
         # ---- walk the program
         for i, layer in enumerate(prog.layers):
@@ -576,11 +636,15 @@ class _Compiler:
         return cin > 1 and int(layer.attrs.get("groups", 1)) == cin and w.shape[0] == cin and w.shape[3] == 1
 
     def block_fits(self, pw: Layer, dw: Layer) -> bool:
+        """The fused block holds all mid channels of a row in the line buffer and all pointwise
+        weights in the weight buffer."""
         h, w, cin = self.prog.tensors[pw.inputs[0]].shape
         cmid = pw.arrays["weight"].shape[0]
         p = self.p
-        return (w * cin <= p.LB_ROW_ELEMS and w * cmid <= p.LB_ROW_ELEMS and cin <= p.MAX_C and cmid <= p.MAX_C
-                and -(-cin // p.PA) * p.PA * p.PE <= p.WBUF_ELEMS and h <= p.MAX_W and w <= p.MAX_W)
+        n_in, n_mid = -(-cin // p.LANES), -(-cmid // p.LANES)
+        halves = 2 if int(pw.attrs.get("weight_bits", 4)) == 8 else 1
+        return (w * n_mid <= p.LB_WORDS and n_mid * n_in * halves <= p.WBUF_BLOCKS and n_in <= p.MAX_KT
+                and cin <= p.MAX_C and cmid <= p.MAX_C and h <= p.MAX_W and w <= p.MAX_W)
 
     def dw_geometry(self, layer: Layer) -> Tuple[int, int, int, int]:
         """(stride, pad, dil, max_off) of a depthwise layer, checked against the line buffer."""
@@ -602,70 +666,6 @@ class _Compiler:
         return stride, pad, dil, 0
 
     # ------------------------------------------------------------------ emitters
-    def out_buffer(self, name: str, shape: Tuple[int, int, int], kind: str, layer: Layer) -> Tuple[int, int, int]:
-        """Output buffer of a descriptor: (buffer, first channel, channel stride).  A fresh buffer,
-        or a slot in a shared concat buffer (write-side concat / shuffle absorption)."""
-        h, w, c = shape
-        self.check_size(layer, h, w, c, f"output {name!r}")
-        if name in self.absorb:
-            key, ch0, st = self.absorb[name]
-            if key not in self.shared_buf:
-                sh, sw, sc, sname = self.shared[key]
-                self.shared_buf[key] = self.new_buffer(sh, sw, sc, sname)
-            b = self.shared_buf[key]
-            self.views[name] = _View(tuple(shape), kind, np.full(c, b, np.int64), ch0 + st * np.arange(c, dtype=np.int64))
-            return b, ch0, st
-        b = self.new_buffer(h, w, c, name)
-        self.views[name] = self.identity_view(b, shape, kind)
-        return b, 0, 1
-
-    def plan_concats(self, skip: set, folds: Dict[int, int], consumers: Dict[str, List[int]], outputs: set) -> None:
-        """Write-side absorption: a concat whose inputs are all descriptor outputs used by nothing
-        else gets one buffer that the producers write into at a channel offset/stride; when the
-        concat feeds only a channel shuffle, the slots follow the shuffle so that the shuffled
-        tensor is the buffer itself (ShuffleNetV2 downsampling units)."""
-        prog = self.prog
-        produced = {}
-        for j, layer in enumerate(prog.layers):
-            if j in skip or layer.op not in ("conv", "maxpool"):
-                continue
-            produced[prog.layers[folds[j]].output if j in folds else layer.output] = j
-        for i, layer in enumerate(prog.layers):
-            if layer.op != "concat" or layer.output in outputs:
-                continue
-            ins = layer.inputs
-            if len(set(ins)) != len(ins) or any(t not in produced or t in outputs or consumers.get(t) != [i]
-                                                or t in self.absorb for t in ins):
-                continue
-            h, w, c = prog.tensors[layer.output].shape
-            pos = np.arange(c)  # physical channel of each concat channel
-            users = consumers.get(layer.output, [])
-            if len(users) == 1 and prog.layers[users[0]].op == "shuffle":
-                g = int(prog.layers[users[0]].attrs["groups"])
-                if g >= 1 and c % g == 0:
-                    idx = np.arange(c).reshape(g, c // g).T.ravel()  # shuffled[q] = concat[idx[q]]
-                    inv = np.empty(c, np.int64)
-                    inv[idx] = np.arange(c)
-                    pos = inv
-            slots, a, ok = {}, 0, True
-            for t in ins:
-                n = prog.tensors[t].shape[2]
-                q = pos[a:a + n]
-                st = int(q[1] - q[0]) if n > 1 else 1
-                if st <= 0 or np.any(np.diff(q) != st):
-                    ok = False
-                slots[t] = (int(q[0]), st)
-                a += n
-            if not ok:  # not affine under the shuffle: plain concat layout
-                slots, a = {}, 0
-                for t in ins:
-                    slots[t] = (a, 1)
-                    a += prog.tensors[t].shape[2]
-            key = len(self.shared)
-            self.shared[key] = (h, w, c, layer.output)
-            for t in ins:
-                self.absorb[t] = (key, *slots[t])
-
     def emit_conv(self, layer: Layer, out_name: str, up: bool) -> None:
         prog, p = self.prog, self.p
         a = layer.attrs
@@ -678,12 +678,13 @@ class _Compiler:
         self.check_acc(layer, src.kind)
         view = self.views[layer.inputs[0]]
         out_shape = prog.tensors[out_name].shape
+        out_kind = prog.tensors[layer.output].kind
         macs = oh * ow * cout * int(np.prod(layer.arrays["weight"].shape[1:]))
         if self.is_depthwise(layer):
             stride, pad, dil, max_off = self.dw_geometry(layer)
-            if w * p.DW_PE > p.LB_ROW_ELEMS:
-                raise self.fail(layer, f"width {w} x {p.DW_PE} lanes exceeds a line-buffer row")
-            segs = self.read_segments(layer, view, per_channel=True)
+            if w > p.LB_WORDS:
+                raise self.fail(layer, f"width {w} exceeds a line-buffer row ({p.LB_WORDS} words, CN_LB_WORDS)")
+            segs = self.read_segments(layer, view)
             perm = np.concatenate([s.logical for s in segs])
             off_src = None
             flags = 0
@@ -692,10 +693,10 @@ class _Compiler:
                 if ov.shape[2] != 1:
                     raise self.fail(layer, "the offset map must have one channel")
                 off_src = (int(ov.buf[0]), int(ov.ch[0]))
+                if w * self.buffers[off_src[0]].groups > p.SRC_WORDS:
+                    raise self.fail(layer, "the offset map's rows do not fit the load stage's row store")
                 flags |= p.FLAG_OFF_DRAM
-            ob, ch0, cst = self.out_buffer(out_name, out_shape, prog.tensors[layer.output].kind, layer)
-            for sg in segs:
-                sg.out_off, sg.out_stride = ch0 + cst * sg.out_off, cst * sg.out_stride
+            ob = self.out_buffer(out_name, out_shape, out_kind, layer, order=perm)
             d = _Desc(p.OP_DWBLOCK, "dw", [layer.name or layer.output], flags | (p.FLAG_UPSAMPLE if up else 0),
                       (h, w), (oh, ow), cin, cout, segs, ob, k=3, stride=stride, pad=pad, dil=dil, max_off=max_off,
                       off_src=off_src, macs=macs)
@@ -711,24 +712,25 @@ class _Compiler:
         stride, pad, dil = int(a.get("stride", 1)), int(a.get("pad", k // 2)), int(a.get("dilation", 1))
         if k not in (1, 3) or stride not in (1, 2):
             raise self.fail(layer, f"dense conv k={k} stride={stride} has no datapath (k 1 or 3, stride 1 or 2)")
+        n_in = -(-cin // p.LANES)
         if k == 3:
-            if 2 * dil + 1 > p.LB_ROWS:
-                raise self.fail(layer, f"dilation {dil} is beyond the {p.LB_ROWS}-row line buffer")
-            if pad > 2 * dil:
-                raise self.fail(layer, f"pad {pad} > 2 x dilation {dil} is not supported")
-            if w * cin > p.LB_ROW_ELEMS:
-                raise self.fail(layer, f"an input row of {w} x {cin} elements exceeds a line-buffer row "
-                                       f"({p.LB_ROW_ELEMS}, CN_LB_ROW_ELEMS)")
-        elif not 0 <= pad < 256:
-            raise self.fail(layer, f"pad {pad} is not supported")
+            if dil != 1:
+                raise self.fail(layer, f"dense 3x3 conv with dilation {dil} has no datapath (dilation 1)")
+            if pad > 2:
+                raise self.fail(layer, f"pad {pad} > 2 is not supported for a dense 3x3 conv")
+            if w * n_in > p.IM2COL_WORDS:
+                raise self.fail(layer, f"an input row of {w} pixels x {n_in} words exceeds the im2col row "
+                                       f"({p.IM2COL_WORDS} words, CN_IM2COL_WORDS)")
+        elif pad != 0:
+            raise self.fail(layer, f"a 1x1 conv with pad {pad} is not supported")
         kk = k * k * cin
-        if -(-kk // p.PA) * p.PA * p.PE > p.WBUF_ELEMS:
-            raise self.fail(layer, f"reduction length {kk} does not fit the weight buffer")
-        segs = self.read_segments(layer, view, per_channel=False)
+        if -(-kk // p.LANES) > p.MAX_KT:
+            raise self.fail(layer, f"reduction length {kk} exceeds {p.MAX_KT * p.LANES} (CN_MAX_KT)")
+        segs = self.read_segments(layer, view)
         perm = np.concatenate([s.logical for s in segs])
-        ob, ch0, cst = self.out_buffer(out_name, out_shape, prog.tensors[layer.output].kind, layer)
+        ob = self.out_buffer(out_name, out_shape, out_kind, layer)
         d = _Desc(p.OP_DENSE, f"conv{k}x{k}", [layer.name or layer.output], p.FLAG_UPSAMPLE if up else 0, (h, w),
-                  (oh, ow), cin, cout, segs, ob, ch0, cst, k=k, stride=stride, pad=pad, dil=dil, macs=macs)
+                  (oh, ow), cin, cout, segs, ob, k=k, stride=stride, pad=pad, dil=dil, macs=macs)
         d.main = self.dense_stage(layer, perm)
         self.emit(d, src.kind)
 
@@ -750,16 +752,16 @@ class _Compiler:
                 raise self.fail(off, f"offset clamp [{lo}, {hi}] is outside [0, {p.MAX_OFFSET}] (CN_MAX_OFFSET)")
             max_off = hi
             flags |= p.FLAG_OFF_ONCHIP
-        segs = self.read_segments(pw, self.views[pw.inputs[0]], per_channel=False)
+        segs = self.read_segments(pw, self.views[pw.inputs[0]])
         perm = np.concatenate([s.logical for s in segs])
-        ob, ch0, cst = self.out_buffer(out_name, prog.tensors[out_name].shape, prog.tensors[dw.output].kind, dw)
+        ob = self.out_buffer(out_name, prog.tensors[out_name].shape, prog.tensors[dw.output].kind, dw)
         names = [x.name or x.output for x in (pw, off, dw) if x is not None]
         macs = h * w * cmid * cin + oh * ow * cout * 9 + (h * w * cmid if off is not None else 0)
-        d = _Desc(p.OP_DWBLOCK, "block", names, flags, (h, w), (oh, ow), cin, cmid, segs, ob, ch0, cst, k=3,
+        d = _Desc(p.OP_DWBLOCK, "block", names, flags, (h, w), (oh, ow), cin, cmid, segs, ob, k=3,
                   stride=stride, pad=pad, dil=dil, max_off=max_off, macs=macs)
         d.pw = self.dense_stage(pw, perm)
         if off is not None:
-            d.of = self.dense_stage(off, np.arange(cmid))
+            d.of = self.offset_stage(off)
         d.main = self.dw_stage(dw, np.arange(cmid))
         self.emit(d, src.kind)
 
@@ -769,12 +771,11 @@ class _Compiler:
         h, w, c = src.shape
         oh, ow, _ = prog.tensors[layer.output].shape
         self.check_size(layer, h, w, c, "input")
-        if w * p.DW_PE > p.LB_ROW_ELEMS:
-            raise self.fail(layer, f"width {w} x {p.DW_PE} lanes exceeds a line-buffer row")
-        segs = self.read_segments(layer, self.views[layer.inputs[0]], per_channel=True)
-        ob, ch0, cst = self.out_buffer(out_name, prog.tensors[out_name].shape, src.kind, layer)
-        for sg in segs:
-            sg.out_off, sg.out_stride = ch0 + cst * sg.out_off, cst * sg.out_stride
+        if w > p.LB_WORDS:
+            raise self.fail(layer, f"width {w} exceeds a line-buffer row ({p.LB_WORDS} words, CN_LB_WORDS)")
+        segs = self.read_segments(layer, self.views[layer.inputs[0]])
+        perm = np.concatenate([s.logical for s in segs])
+        ob = self.out_buffer(out_name, prog.tensors[out_name].shape, src.kind, layer, order=perm)
         d = _Desc(p.OP_MAXPOOL, "maxpool", [layer.name or layer.output], p.FLAG_UPSAMPLE if up else 0, (h, w),
                   (oh, ow), c, c, segs, ob, k=3, stride=2, pad=1)
         self.emit(d, src.kind)
@@ -813,14 +814,11 @@ class _Compiler:
         w[p.D_CH] = d.cin | (d.cout << 16)
         w[p.D_GEOM] = d.k | (d.stride << 4) | (d.pad << 8) | (d.dil << 16) | (d.max_off << 24)
         w[p.D_NSEG] = len(d.segs)
-        ob = self.buffers[d.out_buf]
-        w[p.D_OUT_ADDR] = ob.offset + d.out_ch0
-        w[p.D_OUT_PIX] = ob.c
-        w[p.D_OUT_CH] = d.out_ch_stride
+        w[p.D_OUT_ADDR] = self.buffers[d.out_buf].offset
         if d.off_src is not None:
             b = self.buffers[d.off_src[0]]
-            w[p.D_OFF_ADDR] = b.offset + d.off_src[1]
-            w[p.D_OFF_PIX] = b.c
+            w[p.D_OFF_ADDR] = b.offset
+            w[p.D_OFF_CH] = d.off_src[1] | (b.groups << 16)
         for base, st in ((p.D_W_ADDR, d.main), (p.D_PW_W_ADDR, d.pw), (p.D_OF_W_ADDR, d.of)):
             w[base] = st.w_addr
             w[base + 1] = st.q_addr
@@ -829,17 +827,17 @@ class _Compiler:
         for i, s in enumerate(d.segs):
             b = self.buffers[s.buf]
             o = p.D_SEG_BASE + i * p.D_SEG_WORDS
-            w[o] = b.offset + s.ch0
-            w[o + 1] = b.c
-            w[o + 2] = s.count | (s.ch_stride << 16)
-            w[o + 3] = s.out_off | (s.out_stride << 16)
+            w[o] = b.offset
+            w[o + 1] = b.groups
+            w[o + 2] = s.ch0
+            w[o + 3] = s.count
         if np.any(w >= (1 << 32)):
             raise ProgramError(f"descriptor field overflow in {'+'.join(d.layers)}")
         return w.astype(np.uint32)
 
     def placement(self, name: str, v: _View) -> TensorPlacement:
         addr = np.array([self.buffers[b].offset + c for b, c in zip(v.buf.tolist(), v.ch.tolist())], np.int64)
-        pix = np.array([self.buffers[b].c for b in v.buf.tolist()], np.int64)
+        pix = np.array([self.buffers[b].pix_bytes for b in v.buf.tolist()], np.int64)
         return TensorPlacement(name, tuple(v.shape), v.kind, addr, pix)
 
     def finish(self) -> CompiledProgram:

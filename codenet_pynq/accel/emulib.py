@@ -6,8 +6,9 @@ checkout, else a copy next to this module) and never builds it.
 
 Its C ABI mirrors the hardware one to one (see ``hls_src/codenet_emu.h``): one buffer per AXI
 master (descriptor table, weights, activations) plus ``n_layers``, returning the status register
-and the modelled cycle count, so an emulated PYNQ driver can hand it the very buffers it would
-give the board.
+and the counted cycle count, so an emulated PYNQ driver can hand it the very buffers it would
+give the board.  :func:`account` also returns the per-descriptor cycle and burst account
+(``hls_src/cn_account.h``) that the performance report is built from.
 """
 
 from __future__ import annotations
@@ -24,13 +25,27 @@ from ..errors import BackendError, format_message
 from .compile import CompiledProgram
 from .params import HwParams, load_params
 
-__all__ = ["EmuLibrary", "find_library", "load_library", "run", "run_compiled", "status_message"]
+__all__ = ["AcctRecord", "EmuLibrary", "PROCS", "PORTS", "account", "find_library", "load_library", "run",
+           "run_compiled", "status_message"]
 
 _LIB_NAME = "libcodenet_emu.so"
 _U8P = ctypes.POINTER(ctypes.c_uint8)
 _STATUS = {0: "ok", 1: "bad descriptor magic/version", 2: "unsupported op or flag combination",
            3: "a size beyond the engine's static limits", 4: "n_layers out of range",
-           5: "a DRAM access outside its buffer"}
+           5: "a DRAM access outside its buffer", 6: "a requantisation multiplier or shift out of range"}
+
+#: processes and AXI ports of the account, in the order of ``cn_account.h``
+PROCS = ("desc", "params", "load", "mac", "dw", "store")
+PORTS = ("desc", "params", "weights", "act_rd", "act_wr")
+
+
+class AcctRecord(ctypes.Structure):
+    """Mirror of ``acct_desc_t`` (hls_src/cn_account.h): one descriptor's counted loops and bursts."""
+
+    _fields_ = [("loop_cycles", ctypes.c_uint64 * len(PROCS)), ("beats", ctypes.c_uint64 * len(PORTS)),
+                ("bursts", ctypes.c_uint64 * len(PORTS)), ("issue", ctypes.c_uint64 * len(PORTS)),
+                ("entries", ctypes.c_uint64 * len(PORTS)), ("fill_rows", ctypes.c_uint64),
+                ("rows", ctypes.c_uint64), ("macs", ctypes.c_uint64)]
 
 
 def status_message(status: int) -> str:
@@ -80,9 +95,13 @@ class EmuLibrary:
         lib.codenet_desc_version.restype = u32
         lib.codenet_native_types.restype = u32
         lib.codenet_check.restype = u32
-        lib.codenet_check.argtypes = [_U8P, u64, u32, u64, u64]
+        lib.codenet_check.argtypes = [_U8P, u64, u32, _U8P, u64, u64]
         lib.codenet_run_ports.restype = u32
-        lib.codenet_run_ports.argtypes = [_U8P, u64, u32, _U8P, u64, _U8P, u64, ctypes.POINTER(u32)]
+        lib.codenet_run_ports.argtypes = [_U8P, u64, u32, _U8P, u64, _U8P, u64, ctypes.POINTER(u32), ctypes.c_void_p,
+                                          u32]
+        lib.codenet_acct_record_size.restype = u32
+        lib.codenet_desc_cycles.restype = ctypes.c_double
+        lib.codenet_desc_cycles.argtypes = [ctypes.c_void_p, ctypes.c_double]
         lib.codenet_run.restype = u32
         lib.codenet_run.argtypes = [_U8P, u64, u64, u32, u64, u64, ctypes.POINTER(u32)]
         self._lib = lib
@@ -93,17 +112,23 @@ class EmuLibrary:
                 str(self.path), f"library speaks descriptor version {version}, codenet_params.h says "
                                 f"{self.params.DESC_VERSION}", "rebuild it with `make -C hls_src clean lib`"))
         self.native_types = bool(lib.codenet_native_types())
+        if int(lib.codenet_acct_record_size()) != ctypes.sizeof(AcctRecord):
+            raise BackendError(format_message(str(self.path), "the library's account record does not match this "
+                                                              "codenet-pynq version", "rebuild it with `make -C hls_src clean lib`"))
 
-    def check(self, desc: np.ndarray, n_layers: int, wgt_size: int, act_size: int) -> int:
-        """Decode and bounds-check a descriptor table without running it; returns the status."""
+    def check(self, desc: np.ndarray, n_layers: int, wgt: np.ndarray, act_size: int) -> int:
+        """Prove a descriptor table safe for these buffers without running it; returns the status."""
         d = np.ascontiguousarray(desc, dtype=np.uint8)
-        return int(self._lib.codenet_check(_ptr(d), d.size, n_layers, wgt_size, act_size))
+        w = np.ascontiguousarray(wgt, dtype=np.uint8)
+        return int(self._lib.codenet_check(_ptr(d), d.size, n_layers, _ptr(w), w.size, act_size))
 
-    def run_ports(self, desc: np.ndarray, n_layers: int, wgt: np.ndarray, act: np.ndarray) -> Tuple[int, int]:
+    def run_ports(self, desc: np.ndarray, n_layers: int, wgt: np.ndarray, act: np.ndarray,
+                  records: Optional[ctypes.Array] = None) -> Tuple[int, int]:
         """One start of the engine over three buffers (uint8 arrays; ``act`` is written in place).
 
-        Returns (status, modelled cycles).  This is the call an emulated PYNQ driver makes with
-        the buffers whose addresses it would write to CN_REG_DESC / CN_REG_WGT / CN_REG_ACT_*.
+        Returns (status, counted cycles at 250 MHz).  This is the call an emulated PYNQ driver
+        makes with the buffers whose addresses it would write to CN_REG_DESC / CN_REG_WGT /
+        CN_REG_ACT_*.  ``records`` (an ``AcctRecord`` array) receives the per-descriptor account.
         """
         for name, a in (("desc", desc), ("wgt", wgt), ("act", act)):
             if not (isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.flags.c_contiguous):
@@ -111,9 +136,16 @@ class EmuLibrary:
         if not act.flags.writeable:
             raise TypeError("act must be writeable")
         cyc = ctypes.c_uint32(0)
+        cap = len(records) if records is not None else 0
         status = self._lib.codenet_run_ports(_ptr(desc), desc.size, int(n_layers), _ptr(wgt), wgt.size, _ptr(act),
-                                             act.size, ctypes.byref(cyc))
+                                             act.size, ctypes.byref(cyc),
+                                             ctypes.cast(records, ctypes.c_void_p) if records is not None else None,
+                                             cap)
         return int(status), int(cyc.value)
+
+    def desc_cycles(self, record: AcctRecord, f_mhz: float) -> float:
+        """Counted cycles of one account record at a PL clock of ``f_mhz`` (cn_account.h)."""
+        return float(self._lib.codenet_desc_cycles(ctypes.byref(record), float(f_mhz)))
 
     def run_dram(self, dram: np.ndarray, desc_addr: int, n_layers: int, wgt_addr: int, act_addr: int) -> Tuple[int, int]:
         """One start over a single DRAM image (addresses are byte offsets into it)."""
@@ -141,7 +173,7 @@ def run_compiled(compiled: CompiledProgram, image: np.ndarray, lib: Optional[Emu
                  act: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Dict[str, float]]:
     """Run a compiled program on one image; returns (activation region, stats).
 
-    stats: ``seconds`` (host wall time of the engine call), ``cycles`` (modelled).
+    stats: ``seconds`` (host wall time of the engine call), ``cycles`` (counted, at 250 MHz).
     """
     lib = lib if lib is not None else load_library()
     if act is None:
@@ -155,6 +187,29 @@ def run_compiled(compiled: CompiledProgram, image: np.ndarray, lib: Optional[Emu
         raise BackendError(format_message("accelerator emulator", f"engine stopped: {status_message(status)}",
                                           "recompile the program for this codenet_params.h"))
     return act, {"seconds": dt, "cycles": float(cycles)}
+
+
+def account(compiled: CompiledProgram, image: np.ndarray, lib: Optional[EmuLibrary] = None,
+            clocks_mhz: Tuple[float, ...] = (250.0, 200.0)) -> List[Dict[str, object]]:
+    """Run a compiled program and return its cycle and burst account, one dict per descriptor:
+    ``loops`` (process -> loop cycles), ``beats`` / ``bursts`` (port -> count), ``macs``, and
+    ``cycles`` (clock MHz -> counted cycles under the DDR model of ``hls_src/cn_account.h``)."""
+    lib = lib if lib is not None else load_library()
+    act = compiled.new_activations()
+    compiled.write_input(act, image)
+    records = (AcctRecord * max(compiled.n_layers, 1))()
+    status, _ = lib.run_ports(np.ascontiguousarray(compiled.desc_bytes()), compiled.n_layers, compiled.weights,
+                              act, records)
+    if status != 0:
+        raise BackendError(format_message("accelerator emulator", f"engine stopped: {status_message(status)}",
+                                          "recompile the program for this codenet_params.h"))
+    out = []
+    for i in range(compiled.n_layers):
+        r = records[i]
+        out.append({"index": i, "loops": dict(zip(PROCS, list(r.loop_cycles))), "beats": dict(zip(PORTS, list(r.beats))),
+                    "bursts": dict(zip(PORTS, list(r.bursts))), "macs": int(r.macs),
+                    "cycles": {f: lib.desc_cycles(r, f) for f in clocks_mhz}})
+    return out
 
 
 def run(compiled: CompiledProgram, image: np.ndarray, return_all: bool = False,

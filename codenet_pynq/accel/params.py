@@ -27,8 +27,9 @@ __all__ = ["HwParams", "ParamsError", "load_params", "find_params_header", "pars
 _DEFINE = re.compile(r"^\s*#\s*define\s+CN_([A-Z0-9_]+)\s+\(?\s*(0[xX][0-9a-fA-F]+|\d+)\s*\)?\s*(?://.*)?$")
 
 #: parameters every engine build must define (a header without them is not an engine header)
-REQUIRED = ("DESC_MAGIC", "DESC_VERSION", "DESC_WORDS", "MAX_SEGS", "PA", "PE", "DW_PE", "MAX_OFFSET",
-            "LB_ROWS", "MAX_W", "MAX_C", "LB_ROW_ELEMS", "WBUF_ELEMS", "ACC_BITS", "QPARAM_BYTES",
+REQUIRED = ("DESC_MAGIC", "DESC_VERSION", "DESC_WORDS", "MAX_SEGS", "PA", "PE", "DW_PE", "MAX_OFFSET", "LANES",
+            "LB_ROWS", "MAX_W", "MAX_C", "LB_WORDS", "SRC_WORDS", "IM2COL_WORDS", "WBUF_BLOCKS", "MAX_KT",
+            "ACC_BITS", "QPARAM_BYTES",
             "MEM_ALIGN", "OP_DENSE", "OP_DWBLOCK", "OP_MAXPOOL", "OP_MOVE", "D_SEG_BASE", "D_SEG_WORDS")
 
 

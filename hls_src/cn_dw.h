@@ -1,0 +1,152 @@
+// cn_dw.h -- process 3: line buffer + dilated 3x3 depthwise conv with per-pixel square offsets,
+// or the 3x3 / 2 max pool; a bypass for ops without a spatial stage.
+//
+// The line buffer is a ring of CN_LB_ROWS rows of W x (groups of this pass) words, one 16-lane
+// word per (pixel, group): lane l is always channel 16 g + l, so the lanes need no bank
+// selection at all; the row and column of a tap are addresses.  Two identical copies give four
+// read ports for the nine taps: the tap loop runs at the declared II CN_DII_DW.  Channel groups
+// that do not fit a row (W x groups > CN_LB_WORDS) are processed in passes.
+#ifndef CN_DW_H_
+#define CN_DW_H_
+
+#include "cn_account.h"
+#include "cn_load.h"
+#include "cn_requant.h"
+#include "codenet_engine.h"
+
+namespace codenet {
+
+#define CN_DW_REC_WORDS 9  // depthwise weight record per group: 9 taps x 16 lanes (int8; int4 uses 5)
+
+struct dw_params_t {
+    qparam_t q[CN_MAX_G][CN_LANES];
+    word_t rec[CN_MAX_G][CN_DW_REC_WORDS];
+};
+
+static inline int lb_slot(int row) {
+#pragma HLS INLINE
+    return row % CN_LB_ROWS;
+}
+
+static void cn_dw(const desc_t &d, const plan_t &p, const dw_params_t &dp, hls::stream<word_t> &mid_s,
+                  hls::stream<uint8_t> &offc_s, hls::stream<uint8_t> &offd_s, hls::stream<word_t> &out_s) {
+    static word_t lb_a[CN_LB_ROWS * CN_LB_WORDS];
+    static word_t lb_b[CN_LB_ROWS * CN_LB_WORDS];
+    static uint8_t offmap[CN_LB_ROWS * CN_MAX_W];
+    const int reps = n_reps(p);
+    if (d.op == CN_OP_DENSE || d.op == CN_OP_MOVE) {
+    DW_BYPASS_REPS:
+        for (int r = 0; r < reps; r++) {
+            const int n = p.mac_h * p.mac_w * rep_groups(p, r);
+        DW_BYPASS:
+            for (int i = 0; i < n; i++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 65536
+                out_s.write(mid_s.read());
+            }
+            CN_ACCT_LOOP(PROC_DW, n, 1, 2);
+        }
+        return;
+    }
+    const bool pool = d.op == CN_OP_MAXPOOL;
+    const bool has_off = (d.flags & (CN_FLAG_OFF_ONCHIP | CN_FLAG_OFF_DRAM)) != 0;
+    const bool off_dram = (d.flags & CN_FLAG_OFF_DRAM) != 0;
+    const bool sgn = (d.flags & CN_FLAG_HAS_PW) ? d.pw.lo < 0 : (d.flags & CN_FLAG_IN_SIGNED) != 0;
+    const int stride = pool ? 2 : d.stride, pad = pool ? 1 : d.pad, dil = pool ? 1 : d.dil;
+    const int W = d.in_w, H = d.in_h;
+    const int wbits = d.main.wbits;
+    CN_ACCT_SET(rows, (uint64_t)d.out_h * reps);
+    {
+        int fr = dil - pad + p.reach + 1;
+        if (fr > H) fr = H;
+        CN_ACCT_SET(fill_rows, (uint64_t)(fr > 0 ? fr : 0));
+    }
+DW_PASSES:
+    for (int r = 0; r < reps; r++) {
+        const int pg = rep_groups(p, r);
+        const int g0 = r * p.pass_g;
+        int next = 0;
+    DW_OUT_ROWS:
+        for (int oy = 0; oy <= d.out_h; oy++) {
+            int last = H - 1;  // after the last output row: drain the remaining input rows
+            const int cy = oy * stride - pad + dil;
+            if (oy < d.out_h && cy + p.reach < last) last = cy + p.reach;
+        DW_FILL_ROWS:
+            for (; next <= last; next++) {
+                const int base = lb_slot(next) * CN_LB_WORDS;
+                const int per_px = pg + (has_off ? 1 : 0);
+                const int trip = W * per_px;
+                int x = 0, k = 0;
+            DW_FILL:
+                for (int it = 0; it < trip; it++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 1024
+                    if (k < pg) {
+                        const word_t w = mid_s.read();
+                        lb_a[base + x * pg + k] = w;
+                        lb_b[base + x * pg + k] = w;
+                    } else {
+                        offmap[lb_slot(next) * CN_MAX_W + x] = off_dram ? offd_s.read() : offc_s.read();
+                    }
+                    if (++k == per_px) {
+                        k = 0;
+                        x++;
+                    }
+                }
+                CN_ACCT_LOOP(PROC_DW, trip, 1, 2);
+            }
+            if (oy == d.out_h) break;
+            const int trip = d.out_w * pg;
+            int ox = 0, g = 0;
+        DW_TAPS:
+            for (int it = 0; it < trip; it++) {
+#pragma HLS PIPELINE II = CN_DII_DW
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 512
+                const int cx = ox * stride - pad + dil;
+                const int dd = dil + (has_off ? (int)offmap[lb_slot(oy) * CN_MAX_W + ox] : 0);
+                word_t tw[9];
+                bool tin[9];
+                for (int t = 0; t < 9; t++) {
+#pragma HLS UNROLL
+                    const int iy = cy + (t / 3 - 1) * dd;
+                    const int ix = cx + (t % 3 - 1) * dd;
+                    tin[t] = iy >= 0 && ix >= 0 && iy < H && ix < W;
+                    const int a = lb_slot(tin[t] ? iy : 0) * CN_LB_WORDS + (tin[t] ? ix : 0) * pg + g;
+                    tw[t] = t < 5 ? lb_a[a] : lb_b[a];
+                }
+                word_t o = word_zero();
+                const int gg = g0 + g;
+                for (int l = 0; l < CN_LANES; l++) {
+#pragma HLS UNROLL
+                    act_t v;
+                    if (pool) {
+                        v = decode_act(lane_get(tw[4], l), sgn);  // the centre is always inside
+                        for (int t = 0; t < 9; t++) {
+                            const act_t u = decode_act(lane_get(tw[t], l), sgn);
+                            if (tin[t] && u > v) v = u;
+                        }
+                    } else {
+                        acc_t acc = (acc_t)dp.q[gg][l].bias;
+                        for (int t = 0; t < 9; t++) {
+                            const act_t u = tin[t] ? decode_act(lane_get(tw[t], l), sgn) : (act_t)0;
+                            acc += (acc_t)(packed_weight(dp.rec[gg], t * CN_LANES + l, wbits) * u);
+                        }
+                        v = gg * CN_LANES + l < d.cout ? requant(acc, dp.q[gg][l], d.main.lo, d.main.hi) : (act_t)0;
+                    }
+                    lane_set(o, l, (uint8_t)(int)v);
+                }
+                out_s.write(o);
+                if (++g == pg) {
+                    g = 0;
+                    ox++;
+                }
+            }
+            CN_ACCT_LOOP(PROC_DW, trip, CN_DII_DW, CN_DEPTH_DW);
+            CN_ACCT_ADD(macs, pool ? 0 : (uint64_t)trip * CN_DW_PE * 9);
+        }
+    }
+}
+
+}  // namespace codenet
+
+#endif  // CN_DW_H_
