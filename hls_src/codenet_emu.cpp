@@ -3,6 +3,7 @@
 // before it runs: the engine's own decode_desc (static limits), desc_extent against the buffer
 // sizes, and every requantisation parameter the descriptors will load.
 #include <mutex>
+#include <vector>
 
 #include "cn_account.h"
 #include "codenet_emu.h"
@@ -54,6 +55,22 @@ void read_words(const uint8_t *p, uint32_t *words, uint64_t n) {
     for (uint64_t k = 0; k < n; k++) words[k] = rd32(p + 4 * k);
 }
 
+#ifndef CN_EMU_NATIVE
+// ap_uint<128> has no byte layout of its own: the C-simulation build converts the byte buffers
+// into word arrays and back (the native build reads the bytes in place).
+std::vector<word_t> to_words(const uint8_t *p, uint64_t size) {
+    std::vector<word_t> w(size / CN_WORD_BYTES);
+    for (size_t i = 0; i < w.size(); i++)
+        for (int l = 0; l < CN_LANES; l++) lane_set(w[i], l, p[i * CN_WORD_BYTES + l]);
+    return w;
+}
+
+void from_words(const std::vector<word_t> &w, uint8_t *p) {
+    for (size_t i = 0; i < w.size(); i++)
+        for (int l = 0; l < CN_LANES; l++) p[i * CN_WORD_BYTES + l] = lane_get(w[i], l);
+}
+#endif
+
 }  // namespace
 
 extern "C" {
@@ -94,7 +111,14 @@ uint32_t codenet_run_ports(const uint8_t *desc, uint64_t desc_size, uint32_t n_l
         read_words(desc, table, (uint64_t)n_layers * CN_DESC_WORDS);
         g_acct_records = (acct_desc_t *)records;
         g_acct_capacity = records ? capacity : 0;
+#ifdef CN_EMU_NATIVE
         codenet_top(table, n_layers, (const word_t *)wgt, (const word_t *)act, (word_t *)act, &status, &cyc);
+#else
+        const std::vector<word_t> w = to_words(wgt, wgt_size);
+        std::vector<word_t> a = to_words(act, act_size);
+        codenet_top(table, n_layers, w.data(), a.data(), a.data(), &status, &cyc);
+        from_words(a, act);
+#endif
         g_acct_records = 0;
         g_acct_capacity = 0;
     }

@@ -8,7 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codenet_pynq.accel.compile import compile_program, pack_depthwise, pack_qparams, pack_weights
+from codenet_pynq.accel.compile import (
+    compile_program,
+    pack_depthwise,
+    pack_lane_weights,
+    pack_qparams,
+    pack_weights,
+)
 from codenet_pynq.accel.params import HwParams, ParamsError, find_params_header, load_params, parse_params
 from codenet_pynq.program import ProgramError
 from codenet_pynq.synthetic import ProgramBuilder, codenet_like_program, random_program
@@ -57,14 +63,23 @@ def test_pack_weights_tile_order_and_low_nibble_first():
 def test_pack_depthwise_and_qparams():
     w = np.arange(18).reshape(2, 9) % 7
     b = pack_depthwise(w, 8, 2).view(np.int8)
-    assert b.reshape(9, 2).T.tolist() == w.tolist()  # [tap][lane]
+    assert b.size == 32  # one record per group of 2 lanes: 18 bytes padded to two 16-byte words
+    assert b[:18].reshape(9, 2).T.tolist() == w.tolist()  # [tap][lane]
+    assert not b[18:].any()
+    b4 = pack_depthwise(np.full((16, 9), -1), 4)
+    assert b4.size == 80 and b4[:72].tolist() == [0xFF] * 72 and not b4[72:].any()  # 144 nibbles -> 5 words
     q = pack_qparams(np.array([-5]), np.array([12345]), np.array([20])).view("<u4")
+    assert q.size == 32  # a whole group of 16 channels
     assert q.view("<i4")[0] == -5 and q[1] == 12345 | (20 << 16)
+    assert q[2] == 0 and q[3] == 1 | (1 << 16)  # padding channels requantise 0 to 0
+    lw = pack_lane_weights(np.array([1, -2, 3]), 4)
+    assert lw.size == 16 and lw[0] == (1 | (0xE << 4)) and lw[1] == 3
 
 
 # --------------------------------------------------------------------------- structure
 def test_codenet_like_compiles_to_fused_descriptors_without_copies():
-    prog = codenet_like_program(np.random.default_rng(0), input_size=128)
+    # the FPGA'21 deployment's decoder (1024 -> 256 -> 128 -> 64, head 64)
+    prog = codenet_like_program(np.random.default_rng(0), input_size=128, decoder=(256, 128, 64), head=64)
     cp = compile_program(prog)
     ops = [d.op for d in cp.info]
     assert "move" not in ops, "channel split/concat/shuffle and upsample must not cost a copy"
@@ -81,6 +96,15 @@ def test_codenet_like_compiles_to_fused_descriptors_without_copies():
     # buffer reuse shrinks the activation region
     assert cp.act_size < compile_program(prog, reuse=False).act_size
     assert "dwblock" in cp.summary()
+
+
+def test_block_whose_weights_exceed_the_buffer_runs_unfused():
+    # the seed decoder's first block (1024 -> 512 pointwise: 64 x 32 weight blocks) exceeds
+    # CN_WBUF_BLOCKS: pointwise and offset conv run as dense convs, the depthwise reads DRAM offsets
+    prog = codenet_like_program(np.random.default_rng(0), input_size=128)
+    info = compile_program(prog).info
+    assert sum("off-chip" in d.flags for d in info) == 5
+    assert sum("off-dram" in d.flags for d in info) == 1
 
 
 def test_dram_image_layout():
@@ -114,8 +138,8 @@ def test_smaller_line_buffer_disables_fusion():
     prog = codenet_like_program(rng, input_size=64, stage_channels=(8, 16, 32, 64, 96), decoder=(32, 16, 16),
                                 head=96, num_classes=3, stage_repeats=(2, 3, 2))
     assert sum("off-chip" in d.flags for d in compile_program(prog).info) == 6
-    # 16-pixel head rows of 96 channels no longer fit a line-buffer row: those blocks run unfused
-    small = HwParams({**dict(P), "LB_ROW_ELEMS": 1024, "MAX_W": 64}, "test")
+    # 16-pixel head rows of 96 channels (6 words each) no longer fit a line-buffer row: unfused
+    small = HwParams({**dict(P), "LB_WORDS": 64, "MAX_W": 64}, "test")
     cp = compile_program(prog, small)
     assert sum("off-chip" in d.flags for d in cp.info) == 3
     assert sum("off-dram" in d.flags for d in cp.info) == 3
@@ -173,3 +197,30 @@ def test_refuses_grouped_conv():
     y = b.conv(x, 8, k=3, groups=2, name="grouped")
     with pytest.raises(ProgramError, match="grouped conv"):
         compile_program(b.build({"hm": y}))
+
+
+def test_buffers_are_nhwc16_words():
+    prog = random_program(np.random.default_rng(4), input_hw=(32, 32))
+    cp = compile_program(prog, reuse=False)
+    for pl in cp.placements.values():
+        # channel c of pixel p at addr[c] + p * pix: the pixel stride is whole 16-channel words
+        assert np.all(pl.pix % 16 == 0)
+        assert np.all((pl.addr - pl.addr.min()) < pl.pix.max() * 1 + pl.addr.min() + 1 << 30)
+    inp = cp.placements[prog.input]
+    assert inp.pix.tolist() == [16, 16, 16] and (inp.addr % 16).tolist() == [0, 1, 2]
+    w = cp.descriptors
+    assert np.all(w[:, P.D_OUT_ADDR] % 16 == 0)
+    segs = w[:, P.D_SEG_BASE:P.D_SEG_BASE + P.MAX_SEGS * P.D_SEG_WORDS].reshape(len(w), P.MAX_SEGS, 4)
+    for row, n in zip(segs, w[:, P.D_NSEG]):
+        assert np.all(row[:n, 0] % 16 == 0) and np.all(row[:n, 2] + row[:n, 3] <= 16 * row[:n, 1])
+
+
+def test_views_too_fragmented_are_gathered_by_moves():
+    # a concat of many single channels of different buffers exceeds the segment table
+    b = _builder(hw=(8, 8))
+    xs = [b.conv("image", 2, k=1, out_scale=0.25, name=f"c{i}") for i in range(P.MAX_SEGS + 2)]
+    t = b.concat([b.slice(x, 0, 1) for x in xs])
+    y = b.conv(t, 4, k=1, name="after")
+    cp = compile_program(b.build({"hm": y}))
+    assert any(d.op == "move" for d in cp.info)
+    assert all(d.n_segments <= P.MAX_SEGS for d in cp.info)

@@ -87,7 +87,7 @@ def case_dense3x3() -> Program:
     x = b.conv("image", 9, k=1, kind="s8")
     y = b.conv(x, 18, k=3, kind="u8", name="k3")
     z = b.conv(y, 7, k=3, stride=2, kind="s8", name="k3s2")
-    w = b.conv(z, 6, k=3, dilation=2, kind="u8", name="k3d2")
+    w = b.conv(z, 6, k=3, pad=0, kind="u8", name="k3valid")
     return b.build({"hm": w})
 
 
@@ -284,11 +284,17 @@ def test_engine_rejects_bad_descriptors(lib):
     prog = case_stem()
     cp = compile_program(prog)
     desc = cp.desc_bytes().copy()
-    assert lib.check(desc, cp.n_layers, cp.weights.size, cp.act_size) == 0
+    assert lib.check(desc, cp.n_layers, cp.weights, cp.act_size) == 0
     bad = desc.copy()
     bad[2] ^= 0xFF  # magic
-    assert lib.check(bad, cp.n_layers, cp.weights.size, cp.act_size) & 0xFFFF == P.STATUS_BAD_MAGIC
-    assert lib.check(desc, cp.n_layers, cp.weights.size, cp.act_size // 2) & 0xFFFF == P.STATUS_BAD_ADDR
+    assert lib.check(bad, cp.n_layers, cp.weights, cp.act_size) & 0xFFFF == P.STATUS_BAD_MAGIC
+    assert lib.check(desc, cp.n_layers, cp.weights, cp.act_size // 2 // 16 * 16) & 0xFFFF == P.STATUS_BAD_ADDR
+    assert lib.check(desc, cp.n_layers, cp.weights[:cp.weights.size // 2 // 16 * 16], cp.act_size) & 0xFFFF == \
+        P.STATUS_BAD_ADDR
+    # a requantisation shift of 0 (UB in the contract's 64-bit shift) is refused before running
+    q = cp.weights.copy()
+    q[int(cp.descriptors[0, P.D_Q_ADDR]) + 6] = 0
+    assert lib.check(desc, cp.n_layers, q, cp.act_size) & 0xFFFF == P.STATUS_BAD_PARAM
     status, _ = lib.run_ports(bad, cp.n_layers, cp.weights, cp.new_activations())
     assert status & 0xFFFF == P.STATUS_BAD_MAGIC
     words = cp.descriptors.copy()
