@@ -3,7 +3,7 @@
 A program is a list of layers over named NHWC tensors (batch 1, stored H x W x C). Each tensor
 has a kind (``u8``, ``s8``, ``off``) and a float scale (real = int * scale). Ops:
 
-``conv``      k x k conv (k in {1, 3}), stride 1 or 2, zero padding ``pad``, ``groups`` 1 or
+``conv``      k x k conv (k in {1, 3}), stride 1 or 2 (dense convs also 4: the FPGA'21 stem), zero padding ``pad``, ``groups`` 1 or
               C (depthwise). Optional ``offset``: name of an ``off`` tensor (H x W x 1) giving a
               per-pixel integer dilation ``1 + off`` (3x3 depthwise, stride 1 only; taps outside
               the map read 0). Arrays: ``weight`` int8 OHWI (O, k, k, I/groups), ``bias`` int32
@@ -153,9 +153,9 @@ class Program:
         k, g = int(a["k"]), int(a.get("groups", 1))
         cin = self.tensors[layer.inputs[0]].shape[2]
         if w.ndim != 4 or w.shape[1] != k or w.shape[2] != k or g < 1 or cin % g or w.shape[0] % g \
-                or w.shape[3] * g != cin or int(a.get("stride", 1)) not in (1, 2):
+                or w.shape[3] * g != cin or int(a.get("stride", 1)) not in ((1, 2, 4) if g == 1 else (1, 2)):
             raise ProgramError(f"{where}: weight {w.shape} does not fit k={k}, groups={g}, "
-                               f"{cin} input channels (OHWI expected; stride 1 or 2)")
+                               f"{cin} input channels (OHWI expected; stride 1 or 2, or 4 for a dense conv)")
         for key in ("bias", "M", "S"):
             v = layer.arrays[key]
             if v.shape != (w.shape[0],) or v.dtype.kind not in "iu":

@@ -192,16 +192,23 @@ def codenet_like_program(rng: np.random.Generator, input_size: int = 512, width:
                          decoder: Sequence[int] = (512, 256, 128), head: int = 128, num_classes: int = 20,
                          max_offset: int = 8, stage_channels: Optional[Sequence[int]] = None,
                          stage_repeats: Sequence[int] = (4, 8, 4), image: Optional[np.ndarray] = None,
-                         multipliers: str = "exporter") -> Program:
+                         multipliers: str = "exporter", stem: str = "conv_s2_maxpool") -> Program:
     """Random weights in the CoDeNet topology (ShuffleNetV2 + square-deformable decoder and heads).
 
     ``stage_channels`` (stem, stage2, stage3, stage4, conv5) overrides ``width``; input is
-    ``input_size`` square, outputs are at stride 4.
+    ``input_size`` square, outputs are at stride 4.  ``stem``: ``"conv_s2_maxpool"`` (3x3 stride-2
+    conv + max pool, the seed and FPGA'21 configs b/e) or ``"conv_s4"`` (one 3x3 stride-4 conv,
+    FPGA'21 configs a/c/d).
     """
+    if stem not in ("conv_s2_maxpool", "conv_s4"):
+        raise ValueError(f"stem must be 'conv_s2_maxpool' or 'conv_s4', got {stem!r}")
     chans = tuple(stage_channels) if stage_channels is not None else SHUFFLENET_CHANNELS[float(width)]
     b = ProgramBuilder(rng, (input_size, input_size), max_offset, image=image, multipliers=multipliers)
-    t = b.conv("image", chans[0], k=3, stride=2, bits=8, name="stem")
-    t = b.maxpool(t, name="stem.pool")
+    if stem == "conv_s4":
+        t = b.conv("image", chans[0], k=3, stride=4, bits=8, name="stem")
+    else:
+        t = b.conv("image", chans[0], k=3, stride=2, bits=8, name="stem")
+        t = b.maxpool(t, name="stem.pool")
     for si, (cout, reps) in enumerate(zip(chans[1:4], stage_repeats)):
         for ui in range(reps):
             nm = f"stage{si + 2}.{ui}"
@@ -232,5 +239,5 @@ def codenet_like_program(rng: np.random.Generator, input_size: int = 512, width:
         q = b.square_block(t, head, f"head.{role}")
         heads[role] = b.conv(q, n, k=1, kind="s8", name=f"head.{role}.out")
     meta = {"generator": "codenet_like_program", "input_size": input_size, "stage_channels": list(chans),
-            "decoder": list(decoder), "head": head, "num_classes": num_classes}
+            "decoder": list(decoder), "head": head, "num_classes": num_classes, "stem": stem}
     return b.build(heads, meta)

@@ -109,7 +109,7 @@ int decode_desc(const uint32_t w[CN_DESC_WORDS], desc_t &d, plan_t &p) {
 
     if (d.op == CN_OP_DENSE) {
         if (d.k != 1 && d.k != 3) return CN_STATUS_BAD_OP;
-        if (!stage_ok(d.main) || d.stride < 1 || d.stride > 2) return CN_STATUS_BAD_SIZE;
+        if (!stage_ok(d.main) || !(d.stride == 1 || d.stride == 2 || d.stride == 4)) return CN_STATUS_BAD_SIZE;
         if (d.k == 3 && (d.dil != 1 || d.pad > 2 || (int)d.in_w * p.n_in > CN_IM2COL_WORDS)) return CN_STATUS_BAD_SIZE;
         if (d.k == 1 && d.pad > 0) return CN_STATUS_BAD_SIZE;
         // output size must be what the geometry gives (the loops trust it)

@@ -710,8 +710,8 @@ class _Compiler:
         if layer.offset is not None:
             raise self.fail(layer, "per-pixel dilation needs a 3x3 depthwise conv")
         stride, pad, dil = int(a.get("stride", 1)), int(a.get("pad", k // 2)), int(a.get("dilation", 1))
-        if k not in (1, 3) or stride not in (1, 2):
-            raise self.fail(layer, f"dense conv k={k} stride={stride} has no datapath (k 1 or 3, stride 1 or 2)")
+        if k not in (1, 3) or stride not in (1, 2, 4):
+            raise self.fail(layer, f"dense conv k={k} stride={stride} has no datapath (k 1 or 3, stride 1, 2 or 4)")
         n_in = -(-cin // p.LANES)
         if k == 3:
             if dil != 1:
