@@ -55,6 +55,14 @@ static void cn_dw(const desc_t &d, const plan_t &p, const dw_params_t &dp, hls::
     const int stride = pool ? 2 : d.stride, pad = pool ? 1 : d.pad, dil = pool ? 1 : d.dil;
     const int W = d.in_w, H = d.in_h;
     const int wbits = d.main.wbits;
+#ifdef CN_EMU_NATIVE
+    // host emulation only: depthwise weights decoded once (the hardware decodes the packed record)
+    static wgt_t wdec[CN_MAX_G][9][CN_LANES];
+    if (!pool)
+        for (int g = 0; g < p.n_mid; g++)
+            for (int t = 0; t < 9; t++)
+                for (int l = 0; l < CN_LANES; l++) wdec[g][t][l] = packed_weight(dp.rec[g], t * CN_LANES + l, wbits);
+#endif
     CN_ACCT_SET(rows, (uint64_t)d.out_h * reps);
     {
         int fr = dil - pad + p.reach + 1;
@@ -129,7 +137,11 @@ DW_PASSES:
                         acc_t acc = (acc_t)dp.q[gg][l].bias;
                         for (int t = 0; t < 9; t++) {
                             const act_t u = tin[t] ? decode_act(lane_get(tw[t], l), sgn) : (act_t)0;
+#ifdef CN_EMU_NATIVE
+                            acc += (acc_t)wdec[gg][t][l] * (acc_t)u;
+#else
                             acc += (acc_t)(packed_weight(dp.rec[gg], t * CN_LANES + l, wbits) * u);
+#endif
                         }
                         v = gg * CN_LANES + l < d.cout ? requant(acc, dp.q[gg][l], d.main.lo, d.main.hi) : (act_t)0;
                     }

@@ -25,10 +25,31 @@ struct stage_params_t {
     wgt_t ofw[CN_MAX_G][CN_LANES];   // offset conv weights per mid channel
 };
 
+#ifdef CN_EMU_NATIVE
+// Host emulation only: the weight entries decoded to int8 when they are loaded, so the host does
+// not unpack nibbles in the inner loop (same products; the C-simulation build and the hardware
+// decode the packed entry, and the tests run both builds on the same vectors).
+static wgt_t g_wdec[CN_WBUF_BLOCKS][CN_LANES][CN_LANES];
+#endif
+
 // acc[o] += sum_i w[o][i] * x[i] for the output lanes of one weight entry.
 static inline void mac_entry(const word_t entry[CN_ENTRY_WORDS], const act_t x[CN_LANES], int wbits, int half,
-                             acc_t acc[CN_LANES]) {
+                             acc_t acc[CN_LANES], int e_index) {
 #pragma HLS INLINE
+#ifdef CN_EMU_NATIVE
+    (void)entry;
+    const int o0 = wbits == 8 ? half * 8 : 0, n = wbits == 8 ? 8 : CN_LANES;
+    for (int j = 0; j < n; j++) {
+        const int o = o0 + j;
+        const wgt_t *w = g_wdec[e_index][j];
+        acc_t s = 0;
+        for (int i = 0; i < CN_LANES; i++) s += (acc_t)w[i] * (acc_t)x[i];
+        acc[o] += s;
+    }
+    return;
+#else
+    (void)e_index;
+#endif
     for (int o = 0; o < CN_LANES; o++) {
 #pragma HLS UNROLL
         if (wbits == 8 && (o >> 3) != half) continue;
@@ -42,7 +63,7 @@ static inline void mac_entry(const word_t entry[CN_ENTRY_WORDS], const act_t x[C
     }
 }
 
-static void load_mac_weights(const word_t *wgt, uint32_t first_word, int n_words,
+static void load_mac_weights(const word_t *wgt, uint32_t first_word, int n_words, int wbits,
                              word_t wbuf[CN_WBUF_BLOCKS][CN_ENTRY_WORDS]) {
 WLOAD:
     for (int i = 0; i < n_words; i++) {
@@ -51,6 +72,14 @@ WLOAD:
         wbuf[i / CN_ENTRY_WORDS][i % CN_ENTRY_WORDS] = wgt[first_word + i];
         CN_ACCT_AXI(PORT_WGT, first_word + i);
     }
+#ifdef CN_EMU_NATIVE
+    // decode every entry as both layouts could be asked for: int4 lanes o, int8 half-entry rows
+    for (int e = 0; e < n_words / CN_ENTRY_WORDS; e++)
+        for (int o = 0; o < CN_LANES; o++)
+            for (int i = 0; i < CN_LANES; i++)
+                g_wdec[e][o][i] = wbits == 8 ? (o < 8 ? packed_weight(wbuf[e], o * CN_LANES + i, 8) : (wgt_t)0)
+                                             : packed_weight(wbuf[e], o * CN_LANES + i, 4);
+#endif
     CN_ACCT_AXI_END(PORT_WGT);
     CN_ACCT_LOOP(PROC_MAC, n_words, 1, CN_DEPTH_AXI);
 }
@@ -85,7 +114,7 @@ CHUNKS:
         const int g0 = c * p.chunk_g;
         const int ng = rep_groups(p, c);
         load_mac_weights(wgt, st.w_addr / CN_WORD_BYTES + (uint32_t)g0 * per_g * CN_ENTRY_WORDS,
-                         ng * per_g * CN_ENTRY_WORDS, wbuf);
+                         ng * per_g * CN_ENTRY_WORDS, st.wbits, wbuf);
     MAC_ROWS:
         for (int y = 0; y < p.mac_h; y++) {
             const int trip = p.mac_w * ng * per_g;
@@ -107,7 +136,8 @@ CHUNKS:
                 }
                 act_t x[CN_LANES];
                 for (int i = 0; i < CN_LANES; i++) x[i] = decode_act(lane_get(xw, i), sgn);
-                mac_entry(wbuf[(go * p.n_kt + kt) * halves + h], x, st.wbits, h, acc);
+                const int e = (go * p.n_kt + kt) * halves + h;
+                mac_entry(wbuf[e], x, st.wbits, h, acc, e);
                 if (++h == halves) {
                     h = 0;
                     if (++kt == p.n_kt) {
