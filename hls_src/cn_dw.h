@@ -37,6 +37,7 @@ static void cn_dw(const desc_t &d, const plan_t &p, const dw_params_t &dp, hls::
     if (d.op == CN_OP_DENSE || d.op == CN_OP_MOVE) {
     DW_BYPASS_REPS:
         for (int r = 0; r < reps; r++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
             const int n = p.mac_h * p.mac_w * rep_groups(p, r);
         DW_BYPASS:
             for (int i = 0; i < n; i++) {
@@ -71,16 +72,19 @@ static void cn_dw(const desc_t &d, const plan_t &p, const dw_params_t &dp, hls::
     }
 DW_PASSES:
     for (int r = 0; r < reps; r++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
         const int pg = rep_groups(p, r);
         const int g0 = r * p.pass_g;
         int next = 0;
     DW_OUT_ROWS:
         for (int oy = 0; oy <= d.out_h; oy++) {
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 257
             int last = H - 1;  // after the last output row: drain the remaining input rows
             const int cy = oy * stride - pad + dil;
             if (oy < d.out_h && cy + p.reach < last) last = cy + p.reach;
         DW_FILL_ROWS:
             for (; next <= last; next++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 19
                 const int base = lb_slot(next) * CN_LB_WORDS;
                 const int per_px = pg + (has_off ? 1 : 0);
                 const int trip = W * per_px;

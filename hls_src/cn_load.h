@@ -69,7 +69,9 @@ static inline bool packer_step(packer_t &pk, const word_t &w, int lo, int n, boo
 // piece would have to emit twice.  Returns the number of pieces.
 static int finish_pieces(piece_t *pieces, int np) {
     int fill = 0;
-    for (int i = 0; i < np; i++) {
+FINISH:
+    for (int i = 0; i < CN_MAX_PIECES; i++) {
+        if (i >= np) break;
         fill += pieces[i].n;
         const bool full = fill >= CN_LANES;
         if (full) fill -= CN_LANES;
@@ -185,8 +187,11 @@ static void im2col_row(const desc_t &d, const plan_t &p, const word_t ring[CN_IM
                        hls::stream<word_t> &in_s) {
     static piece_t pieces[CN_MAX_IM2COL_PIECES];
     int np = 0;
+IM2COL_TAPS:
     for (int t = 0; t < 9; t++) {
-        for (int w = 0; w < p.n_in; w++) {
+    IM2COL_WORDS_T:
+        for (int w = 0; w < CN_MAX_KT / 9; w++) {
+            if (w >= p.n_in) break;
             const int rest = d.cin - CN_LANES * w;
             pieces[np].src = (uint8_t)t;
             pieces[np].g = (uint8_t)w;
@@ -242,14 +247,17 @@ static void cn_load(const desc_t &d, const plan_t &p, const word_t *act, hls::st
     const int reps = n_reps(p);
 LOAD_REPS:
     for (int r = 0; r < reps; r++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
         if (d.op == CN_OP_DENSE && d.k == 3) {
             int next = 0;  // next input row to pack into the ring
         LOAD_ROWS3:
             for (int oy = 0; oy < d.out_h; oy++) {
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 128
                 int last = oy * d.stride - d.pad + 2;
                 if (last > d.in_h - 1) last = d.in_h - 1;
             RING_FILL:
                 for (; next <= last; next++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4
                     read_src_rows(d, p, act, next, srcrow);
                     pack_row(p, pieces, np, srcrow, 0, d.in_w, 1, 0, p.n_in, in_s,
                              ring + (next % CN_IM2COL_ROWS) * CN_IM2COL_WORDS);
@@ -259,6 +267,7 @@ LOAD_REPS:
         } else if (d.op == CN_OP_DENSE) {
         LOAD_ROWS1:
             for (int oy = 0; oy < d.out_h; oy++) {
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 256
                 read_src_rows(d, p, act, oy * d.stride, srcrow);
                 pack_row(p, pieces, np, srcrow, 0, d.out_w, d.stride, 0, p.n_in, in_s, 0);
             }
@@ -267,11 +276,14 @@ LOAD_REPS:
             const int nw = (d.flags & CN_FLAG_HAS_PW) ? p.n_in : rep_groups(p, r);
         LOAD_ROWS:
             for (int y = 0; y < d.in_h; y++) {
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 256
                 read_src_rows(d, p, act, y, srcrow);
                 if (off_dram) {
                     read_off_row(d, act, y, offrow);
                     // pixel words then its offset, interleaved as the depthwise stage reads them
+                OFF_PIXELS:
                     for (int x = 0; x < d.in_w; x++) {
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 512
                         pack_row(p, pieces, np, srcrow, x, 1, 1, w0, nw, in_s, 0);
                         offd_s.write(offrow[x]);
                     }

@@ -46,21 +46,39 @@ static inline void mac_entry(const word_t entry[CN_ENTRY_WORDS], const act_t x[C
         for (int i = 0; i < CN_LANES; i++) s += (acc_t)w[i] * (acc_t)x[i];
         acc[o] += s;
     }
-    return;
 #else
     (void)e_index;
-#endif
-    for (int o = 0; o < CN_LANES; o++) {
+    if (wbits == 4) {
+        // two int4-weight products per DSP48E2: lanes 2j and 2j+1 share the activation operand,
+        // (w_a + w_b * 2^18) * x, summed over the 16 inputs; |sum w_a x| <= 16 * 8 * 255 < 2^17, so
+        // the low 18-bit field holds the first dot product exactly and the rest is the second.
+        for (int j = 0; j < CN_LANES / 2; j++) {
 #pragma HLS UNROLL
-        if (wbits == 8 && (o >> 3) != half) continue;
+            ap_int<48> pk = 0;
+            for (int i = 0; i < CN_LANES; i++) {
+#pragma HLS UNROLL
+                const ap_int<27> a = (ap_int<27>)packed_weight(entry, (2 * j) * CN_LANES + i, 4) +
+                                     ((ap_int<27>)packed_weight(entry, (2 * j + 1) * CN_LANES + i, 4) << 18);
+                pk += (ap_int<48>)(a * (ap_int<18>)x[i]);
+            }
+            const ap_int<18> lo = (ap_int<18>)pk.range(17, 0);
+            const ap_int<48> hi = (pk - (ap_int<48>)lo) >> 18;
+            acc[2 * j] += (acc_t)lo;
+            acc[2 * j + 1] += (acc_t)hi;
+        }
+        return;
+    }
+    for (int o = 0; o < CN_LANES; o++) {  // int8 weights: one product per DSP, 8 lanes per cycle
+#pragma HLS UNROLL
+        if ((o >> 3) != half) continue;
         acc_t s = 0;
         for (int i = 0; i < CN_LANES; i++) {
 #pragma HLS UNROLL
-            const int e = wbits == 8 ? (o & 7) * CN_LANES + i : o * CN_LANES + i;
-            s += (acc_t)(packed_weight(entry, e, wbits) * x[i]);
+            s += (acc_t)(packed_weight(entry, (o & 7) * CN_LANES + i, 8) * x[i]);
         }
         acc[o] += s;
     }
+#endif
 }
 
 static void load_mac_weights(const word_t *wgt, uint32_t first_word, int n_words, int wbits,
@@ -93,6 +111,7 @@ static void cn_mac(const desc_t &d, const plan_t &p, const word_t *wgt, const st
     if (!has_mac) {
     BYPASS_REPS:
         for (int r = 0; r < reps; r++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
             const int n = p.mac_h * p.mac_w * rep_groups(p, r);
         MAC_BYPASS:
             for (int i = 0; i < n; i++) {
@@ -111,12 +130,14 @@ static void cn_mac(const desc_t &d, const plan_t &p, const word_t *wgt, const st
     const int per_g = p.n_kt * halves;  // entries per output group
 CHUNKS:
     for (int c = 0; c < p.n_chunks; c++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4
         const int g0 = c * p.chunk_g;
         const int ng = rep_groups(p, c);
         load_mac_weights(wgt, st.w_addr / CN_WORD_BYTES + (uint32_t)g0 * per_g * CN_ENTRY_WORDS,
                          ng * per_g * CN_ENTRY_WORDS, st.wbits, wbuf);
     MAC_ROWS:
         for (int y = 0; y < p.mac_h; y++) {
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 256
             const int trip = p.mac_w * ng * per_g;
             int kt = 0, h = 0, go = 0;
             acc_t acc[CN_LANES];

@@ -19,10 +19,12 @@ static void cn_store(const desc_t &d, const plan_t &p, word_t *act, hls::stream<
     const int reps = n_reps(p);
 ST_REPS:
     for (int r = 0; r < reps; r++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
         const int gw = rep_groups(p, r);
         const int g0 = r * (p.n_chunks > 1 ? p.chunk_g : p.pass_g);
     ST_ROWS:
         for (int oy = 0; oy < d.out_h; oy++) {
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 256
             const int n = d.out_w * gw;
         ST_COLLECT:
             for (int i = 0; i < n; i++) {
@@ -33,6 +35,7 @@ ST_REPS:
             CN_ACCT_LOOP(PROC_STORE, n, 1, 2);
         ST_COPIES:
             for (int rr = 0; rr < (up ? 2 : 1); rr++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 2
                 const int y = up ? 2 * oy + rr : oy;
                 const uint32_t row = base + (uint32_t)y * ow * G;
                 if (gw == G) {  // the whole row is one run of words
@@ -54,6 +57,7 @@ ST_REPS:
                 } else {  // a chunk / pass of groups: one run per pixel
                 ST_PIXELS:
                     for (int x = 0; x < ow; x++) {
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 512
                         const uint32_t a = row + (uint32_t)x * G + g0;
                         const int src = (up ? x / 2 : x) * gw;
                     ST_WRITE_PX:

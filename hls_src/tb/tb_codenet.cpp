@@ -1,6 +1,6 @@
 // tb_codenet.cpp -- C-simulation testbench of the CoDeNet engine.
 //
-// Usage: tb_codenet VECTOR_DIR [VECTOR_DIR ...]
+// Usage: tb_codenet [--separate-ports] VECTOR_DIR [VECTOR_DIR ...]
 // Each folder is written by codenet_pynq/accel/vectors.py:
 //   meta.txt       "key value" lines:
 //                    codenet_vectors 1
@@ -15,6 +15,10 @@
 // The testbench runs codenet_top through the emulation ABI (the same call the library makes),
 // compares every element of every checked tensor, prints the first mismatches of each and
 // exits 1 on any mismatch or error, 0 when all folders match exactly.
+// --separate-ports: the co-simulation form (scripts/run_hls.tcl -cosim).  codenet_top is called
+// directly, one start per descriptor, with separate act_rd / act_wr arrays of the declared m_axi
+// depths (RTL co-simulation gives every m_axi port its own memory); after each start the testbench
+// copies act_wr back into act_rd, which is what the shared DRAM buffer does on the board.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,9 +28,53 @@
 #include <vector>
 
 #include "../codenet_emu.h"
+#include "../codenet_engine.h"
 #include "../codenet_params.h"
 
 namespace {
+
+bool g_separate_ports = false;
+
+// declared m_axi depths of codenet_top (words of the port's width)
+const size_t DEPTH_DESC = 393216, DEPTH_WGT = 262144, DEPTH_ACT = 2097152;
+
+void bytes_to_words(const uint8_t *p, size_t n_bytes, std::vector<word_t> &w) {
+    for (size_t i = 0; i * CN_WORD_BYTES < n_bytes && i < w.size(); i++)
+        for (int l = 0; l < CN_LANES; l++) {
+            const size_t b = i * CN_WORD_BYTES + l;
+            lane_set(w[i], l, b < n_bytes ? p[b] : 0);
+        }
+}
+
+// One start per descriptor over separate read / write buffers (the co-simulation form).
+uint32_t run_separate(std::vector<uint8_t> &dram, uint64_t desc_addr, uint32_t n_layers, uint64_t wgt_addr,
+                      uint64_t act_addr, uint32_t *cycles) {
+    const size_t act_bytes = dram.size() - act_addr, wgt_bytes = act_addr - wgt_addr;
+    if (act_bytes > DEPTH_ACT * CN_WORD_BYTES || wgt_bytes > DEPTH_WGT * CN_WORD_BYTES ||
+        (size_t)n_layers * CN_DESC_WORDS > DEPTH_DESC)
+        return CN_STATUS_BAD_SIZE;
+    std::vector<uint32_t> desc(DEPTH_DESC, 0);
+    for (size_t k = 0; k < (size_t)n_layers * CN_DESC_WORDS; k++) {
+        const uint8_t *q = &dram[desc_addr + 4 * k];
+        desc[k] = (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16) | ((uint32_t)q[3] << 24);
+    }
+    std::vector<word_t> wgt(DEPTH_WGT), rd(DEPTH_ACT), wr(DEPTH_ACT);
+    bytes_to_words(&dram[wgt_addr], wgt_bytes, wgt);
+    bytes_to_words(&dram[act_addr], act_bytes, rd);
+    wr = rd;
+    uint32_t total = 0;
+    for (uint32_t i = 0; i < n_layers; i++) {
+        uint32_t status = 0, cyc = 0;
+        codenet_top(&desc[(size_t)i * CN_DESC_WORDS], 1, wgt.data(), rd.data(), wr.data(), &status, &cyc);
+        if (status != CN_STATUS_OK) return (status & 0xFFFF) | (i << 16);
+        total += cyc;
+        rd = wr;  // the board's act_rd and act_wr are one DRAM buffer
+    }
+    for (size_t i = 0; i * CN_WORD_BYTES < act_bytes; i++)
+        for (int l = 0; l < CN_LANES; l++) dram[act_addr + i * CN_WORD_BYTES + l] = lane_get(rd[i], l);
+    *cycles = total;
+    return CN_STATUS_OK;
+}
 
 bool read_file(const std::string &path, std::vector<uint8_t> &out) {
     std::ifstream f(path, std::ios::binary);
@@ -88,7 +136,9 @@ long run_folder(const std::string &dir) {
         return -1;
     }
     uint32_t cycles = 0;
-    const uint32_t status = codenet_run(dram.data(), dram.size(), desc_addr, n_layers, wgt_addr, act_addr, &cycles);
+    const uint32_t status = g_separate_ports ? run_separate(dram, desc_addr, n_layers, wgt_addr, act_addr, &cycles)
+                                             : codenet_run(dram.data(), dram.size(), desc_addr, n_layers, wgt_addr,
+                                                           act_addr, &cycles);
     if (status != CN_STATUS_OK) {
         std::fprintf(stderr, "%s: engine status %u at layer %u\n", dir.c_str(), status & 0xFFFF, status >> 16);
         return -1;
@@ -124,7 +174,7 @@ long run_folder(const std::string &dir) {
         std::printf("%s: %-28s %4dx%-4dx%-5d %ld mismatches\n", dir.c_str(), ck.name.c_str(), ck.h, ck.w, ck.c, bad);
         total_bad += bad;
     }
-    std::printf("%s: %u layers, %zu tensors checked, modelled cycles %u, %s\n", dir.c_str(), n_layers,
+    std::printf("%s: %u layers, %zu tensors checked, counted cycles %u, %s\n", dir.c_str(), n_layers,
                 checks.size(), cycles, total_bad ? "FAIL" : "PASS");
     return total_bad;
 }
@@ -132,17 +182,22 @@ long run_folder(const std::string &dir) {
 }  // namespace
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        std::fprintf(stderr, "usage: %s VECTOR_DIR [VECTOR_DIR ...]\n", argv[0]);
+    int first = 1;
+    if (argc > 1 && std::strcmp(argv[1], "--separate-ports") == 0) {
+        g_separate_ports = true;
+        first = 2;
+    }
+    if (argc <= first) {
+        std::fprintf(stderr, "usage: %s [--separate-ports] VECTOR_DIR [VECTOR_DIR ...]\n", argv[0]);
         return 2;
     }
     long bad = 0;
     int errors = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = first; i < argc; i++) {
         const long r = run_folder(argv[i]);
         if (r < 0) errors++;
         else bad += r;
     }
-    std::printf("csim: %d folder(s), %ld mismatches, %d errors\n", argc - 1, bad, errors);
+    std::printf("csim: %d folder(s), %ld mismatches, %d errors\n", argc - first, bad, errors);
     return (bad || errors) ? 1 : 0;
 }
