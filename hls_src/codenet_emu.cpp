@@ -40,7 +40,9 @@ int check_one(const uint32_t words[CN_DESC_WORDS], const uint8_t *wgt, uint64_t 
     int code = decode_desc(words, d, p);
     if (code != CN_STATUS_OK) return code;
     const extent_t e = desc_extent(d, p);
+#ifndef CN_PLANTED_BUG  // tests build the fuzzer without the address proof to see it caught
     if (e.act_end > act_size || e.wgt_end > wgt_size) return CN_STATUS_BAD_ADDR;
+#endif
     const uint64_t n_ch = (uint64_t)p.n_mid * CN_LANES;
     if (d.op == CN_OP_DENSE && !qtable_ok(wgt, d.main.q_addr, n_ch)) return CN_STATUS_BAD_PARAM;
     if (d.op == CN_OP_DWBLOCK) {
