@@ -217,8 +217,9 @@ class EmulatedIP:
     A write of ``ap_start`` returns at once: the engine (``engine``, default ``lib.run_ports``,
     a ctypes call that releases the GIL) runs in a worker thread on the device copies of the
     buffers the address registers point to, and sets ``status``, ``cycles`` and ``ap_done``
-    when it returns. A start written while a run is in progress is held, as ``ap_start`` is in
-    hardware, and taken when that run ends. Runs never overlap, across all emulated IPs.
+    when it returns. Writing ``ap_start`` while a run is in progress changes nothing (the bit is
+    still set until the run ends, as in hardware). Runs never overlap, across all emulated IPs:
+    a start taken while another IP's engine runs waits for it in its worker.
     """
 
     def __init__(self, memory: MemoryMap, lib: Any, params: HwParams, fault: Optional[str] = None,
@@ -242,7 +243,6 @@ class EmulatedIP:
         self.last_run_s = 0.0
         self.worker_error: Optional[BaseException] = None
         self._lock = threading.RLock()
-        self._pending = False
         self._generation = 0
         self._worker: Optional[threading.Thread] = None
 
@@ -297,10 +297,7 @@ class EmulatedIP:
                 self.regs[offset] = (ctrl & ~AP_AUTO_RESTART) | (value & AP_AUTO_RESTART)
                 if value & AP_START and not ctrl & AP_START:
                     self.regs[offset] |= AP_START
-                    if self.busy:
-                        self._pending = True  # held until the running start ends
-                    else:
-                        self._launch()
+                    self._launch()
             elif offset == m["GIE"]:
                 self.regs[offset] = value & 0x1
             elif offset == m["IER"]:
@@ -363,10 +360,6 @@ class EmulatedIP:
             self.regs[m["CYCLES_CTRL"]] = 1
             self.regs[m["AP_CTRL"]] = (self.regs[m["AP_CTRL"]] & ~AP_START) | AP_DONE | AP_IDLE | AP_READY
             self.regs[m["ISR"]] |= self.regs[m["IER"]] & 0x3
-            if self._pending:
-                self._pending = False
-                self.regs[m["AP_CTRL"]] |= AP_START
-                self._launch()
 
     def reset(self) -> None:
         """Back to idle (what re-downloading the bitstream does on a board).
@@ -375,7 +368,6 @@ class EmulatedIP:
         """
         with self._lock:
             self._generation += 1
-            self._pending = False
             for off in self.regs:
                 self.regs[off] = 0
             self.regs[self.map["AP_CTRL"]] = AP_IDLE

@@ -24,7 +24,14 @@ from codenet_pynq.accel.params import load_params
 from codenet_pynq.artifact import load_artifact
 from codenet_pynq.backends.cpu import CpuBackend
 from codenet_pynq.backends.emulator import EmulatorBackend
-from codenet_pynq.backends.fpga import IP_VLNV, CodenetAccelerator, FpgaBackend, find_overlay, fpga_available
+from codenet_pynq.backends.fpga import (
+    IP_VLNV,
+    CodenetAccelerator,
+    FpgaBackend,
+    find_overlay,
+    fpga_available,
+    hardware_mismatches,
+)
 from codenet_pynq.detector import Detector, explain_auto
 from codenet_pynq.errors import AcceleratorTimeout, ArtifactError, BackendError
 from codenet_pynq.golden import dequantize_outputs, run_program
@@ -188,6 +195,10 @@ def test_wrong_hardware_fingerprint(emu_lib: Path, quant_artifact: str, tmp_path
     msg = str(ei.value)
     for text in ("PA 8 (model) vs 16 (engine)", "LB_ROWS", "Re-export", "make -C hls_src lib", "codenet_params.h"):
         assert text in msg, text
+    # register offsets are the IP's interface (checked against the .hwh), not a property of the model
+    moved = rewrite_manifest(quant_artifact, str(tmp_path / "regs.codenet"), hardware={**hw, "REG_CYCLES": 0x50})
+    assert hardware_mismatches(load_artifact(moved).manifest["hardware"], P) == []
+    EmulatorBackend(load_artifact(moved), lib_path=emu_lib).close()
     bare = rewrite_manifest(quant_artifact, str(tmp_path / "nohw.codenet"), hardware=None)
     with pytest.raises(ArtifactError, match="records no accelerator parameters"):
         EmulatorBackend(load_artifact(bare), lib_path=emu_lib)
@@ -351,3 +362,18 @@ def test_fpga_overlay_errors(emu_lib: Path, quant_artifact: str, overlay_dir: Pa
     assert not ok and "other accelerator parameters" in why and "PE" in why
     with pytest.raises(BackendError, match=r"PE 8 \(model\) vs 16 \(engine\)"):
         FpgaBackend(other, overlay=overlay_dir, pynq_module=FakePynq(plat))
+
+
+def test_fpga_reads_registers_from_hwh(emu_lib: Path, quant_artifact: str, overlay_dir: Path) -> None:
+    """An ip_dict without registers (older pynq): the driver reads them from the .hwh beside the .bit."""
+    art = load_artifact(quant_artifact)
+    plat = EmulatedPlatform(emulib.load_library(emu_lib))
+    with pytest.raises(BackendError, match=r"codenet\.hwh: holds no register description .*overlays/build\.sh"):
+        FpgaBackend(art, overlay=overlay_dir, pynq_module=FakePynq(plat, registers={}))
+    (overlay_dir / "codenet.hwh").write_text(HWH.read_text())
+    be = FpgaBackend(art, overlay=overlay_dir, pynq_module=FakePynq(plat, registers={}))
+    try:
+        assert be.platform.regs["CYCLES"] == 0x58 and "codenet.hwh" in be.platform.regs.source
+        assert be.run(pixels_for(quant_artifact))["hm"].shape[0] == 5
+    finally:
+        be.close()
