@@ -291,3 +291,12 @@ def test_emulated_ctrl_semantics() -> None:
     _run(ip, mem)
     assert ip.read(P.REG_ISR) == 0  # events masked by IER do not latch
     assert ip.starts == 2
+
+
+def test_header_without_a_register_is_refused() -> None:
+    from codenet_pynq.accel.params import ParamsError, find_params_header, parse_params
+
+    text = find_params_header().read_text()
+    cut = "\n".join(line for line in text.splitlines() if not line.startswith("#define CN_REG_CYCLES_CTRL"))
+    with pytest.raises(ParamsError, match="lacks CN_REG_CYCLES_CTRL"):
+        parse_params(cut, "old.h")
