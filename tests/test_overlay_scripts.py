@@ -179,10 +179,15 @@ def test_bd_control_flow(case: str, tmp_path: Path) -> None:
         assert not copied, "a failed build must not leave a bitstream"
 
 
-def _hls_tree(tmp: Path, bram: int = 300) -> Path:
+def _hls_tree(tmp: Path, bram: int = 300, driver_header: Optional[str] = None) -> Path:
     scripts = tmp / "hls_src" / "scripts"
     scripts.mkdir(parents=True)
     shutil.copy(HLS, scripts / "run_hls.tcl")
+    shutil.copy(ROOT / "hls_src" / "codenet_params.h", tmp / "hls_src" / "codenet_params.h")
+    drv = tmp / "hls_src" / "codenet_hls" / "ultra96v2" / "impl" / "misc" / "drivers" / "codenet_top_v1_0" / "src"
+    drv.mkdir(parents=True)
+    hw_h = (ROOT / "tests" / "data" / "xcodenet_top_hw.h").read_text()
+    (drv / "xcodenet_top_hw.h").write_text(driver_header if driver_header is not None else hw_h)
     rep = tmp / "hls_src" / "codenet_hls" / "ultra96v2" / "syn" / "report"
     rep.mkdir(parents=True)
     (rep / "codenet_top_csynth.xml").write_text(
@@ -202,6 +207,7 @@ def test_hls_control_flow(tmp_path: Path) -> None:
     assert "CALL: csynth_design" in res.stdout and "cosim_design" not in res.stdout
     assert f"CALL: set_part {PART}" in res.stdout and "CALL: export_design" in res.stdout
     assert re.search(r"csynth: BRAM_18K\s+300 of\s+432", res.stdout)
+    assert "xcodenet_top_hw.h matches CN_REG_*" in res.stdout
     vec = str(tmp_path / "vec")
     res = _run_tcl(script, {}, "", tmp_path, {"CODENET_COSIM": "1", "CODENET_CSIM_VECTORS": vec})
     assert res.returncode == 0, res.stdout + res.stderr
@@ -216,3 +222,14 @@ def test_hls_refuses_an_engine_that_does_not_fit(tmp_path: Path) -> None:
     res = _run_tcl(_hls_tree(tmp_path, bram=500), {}, "", tmp_path)
     assert res.returncode == 1 and "does not fit" in res.stdout and "BRAM_18K 500 > 432" in res.stdout
     assert "CALL: export_design" not in res.stdout
+
+
+@needs_tclsh
+def test_hls_refuses_a_generated_map_that_differs(tmp_path: Path) -> None:
+    """The pre-fix layout (cycles right after status) in the generated header stops the flow."""
+    hw_h = (ROOT / "tests" / "data" / "xcodenet_top_hw.h").read_text()
+    old = hw_h.replace("ADDR_CYCLES_DATA   0x58", "ADDR_CYCLES_DATA   0x50")
+    assert old != hw_h
+    res = _run_tcl(_hls_tree(tmp_path, driver_header=old), {}, "", tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "differs from CN_REG_*" in res.stdout and "CYCLES: generated 0x50, codenet_params.h 0x58" in res.stdout

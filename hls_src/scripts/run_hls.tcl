@@ -4,8 +4,9 @@
 #
 # Creates the project codenet_hls/ (solution "ultra96v2"), adds the engine and the C-simulation
 # testbench, targets the Ultra96-V2 part (xczu3eg-sbva484-1-i, the part of the Avnet board files)
-# at 250 MHz, runs C synthesis, checks its report (estimated clock, resources against the part)
-# and exports the IP catalog zip (codenet_hls/ultra96v2/impl/ip/*.zip) that overlays/ultra96v2 uses.
+# at 250 MHz, runs C synthesis, checks its report (estimated clock, resources against the part),
+# exports the IP catalog zip (codenet_hls/ultra96v2/impl/ip/*.zip) that overlays/ultra96v2 uses and
+# checks the generated register map (xcodenet_top_hw.h) against CN_REG_* of codenet_params.h.
 #
 # Environment:
 #   CODENET_PART, CODENET_CLOCK_NS     override part and clock period
@@ -95,5 +96,39 @@ if {$cosim} {
 if {![info exists ::env(CODENET_NO_EXPORT)]} {
     export_design -format ip_catalog -vendor codenet -library hls -version 1.0 \
         -description "CoDeNet W4A8 accelerator: one start per frame from a layer descriptor table"
+}
+
+# ------------------------------------------------------------------ generated register map vs the header
+# every XCODENET_TOP_CONTROL_ADDR_<X>[_DATA] of the generated driver header must equal CN_REG_<X>
+set hw_h [lindex [glob -nocomplain [file join codenet_hls ultra96v2 impl misc drivers * src xcodenet_top_hw.h] \
+                                   [file join codenet_hls ultra96v2 impl ip drivers * src xcodenet_top_hw.h]] 0]
+if {$hw_h eq ""} {
+    puts "WARNING: no generated xcodenet_top_hw.h found: compare the register map with codenet_params.h by hand"
+} else {
+    set fh [open codenet_params.h r]; set params [read $fh]; close $fh
+    set fh [open $hw_h r]; set generated [read $fh]; close $fh
+    set want [dict create]
+    foreach {- name value} [regexp -all -inline -line {^#define CN_REG_(\w+)\s+(0[xX][0-9a-fA-F]+|\d+)} $params] {
+        if {$name ne "ADDR_BITS"} { dict set want $name [expr {$value}] }
+    }
+    set got [dict create]
+    foreach {- name value} [regexp -all -inline -line {^#define XCODENET_TOP_CONTROL_ADDR_(\w+)\s+(0x[0-9a-fA-F]+)} $generated] {
+        regsub {_DATA$} $name {} name
+        dict set got $name [expr {$value}]
+    }
+    set diff {}
+    foreach name [lsort -unique [concat [dict keys $want] [dict keys $got]]] {
+        set w none
+        set g none
+        if {[dict exists $want $name]} { set w [format 0x%02x [dict get $want $name]] }
+        if {[dict exists $got $name]} { set g [format 0x%02x [dict get $got $name]] }
+        if {$w ne $g} { lappend diff "$name: generated $g, codenet_params.h $w" }
+    }
+    if {[llength $diff]} {
+        error "ERROR: the generated register map ($hw_h) differs from CN_REG_* in codenet_params.h:\
+[join $diff {; }]. The driver would refuse this IP: fix codenet_params.h (and codenet_pynq/registers.py) or\
+the top function's signature"
+    }
+    puts "register map: $hw_h matches CN_REG_* of codenet_params.h"
 }
 exit
