@@ -5,7 +5,8 @@
 board:
 
 - ``ip.read(offset) -> int`` / ``ip.write(offset, value)``: the AXI-Lite ``control`` registers of
-  ``codenet_top`` (offsets ``CN_REG_*`` of ``hls_src/codenet_params.h``);
+  ``codenet_top``; ``regs``: their offsets (:class:`~codenet_pynq.registers.RegisterMap`), on a
+  board taken from the overlay's .hwh after checking it against ``hls_src/codenet_params.h``;
 - ``allocate(shape, dtype)``: a physically contiguous buffer, a numpy array with a
   ``physical_address`` (and ``device_address``), ``sync_to_device()`` / ``sync_from_device()``
   (cache maintenance) and ``freebuffer()``;
@@ -18,33 +19,38 @@ Here, :class:`EmulatedPlatform` implements it without hardware:
   addresses. By default every buffer has a separate *device copy*: the engine only sees what was
   ``sync_to_device``'d and the host only sees results after ``sync_from_device``, like a
   non-coherent cache, so a driver that forgets a sync fails here instead of on the board.
-- :class:`EmulatedIP` is the register file of the AXI-Lite map (``hls_src/README.md``), with the
-  Vitis HLS ``ap_ctrl_hs`` semantics (``ap_done`` and ``ap_ready`` clear on read, the ISR toggles
-  on write). Writing ``ap_start`` resolves the address registers through the memory map and
-  calls the HLS engine compiled for the host (:mod:`codenet_pynq.accel.emulib`) on the device
-  copies, then sets ``status``, ``cycles`` and ``ap_done | ap_idle | ap_ready``.
+- :class:`EmulatedIP` is the register file in the Vitis HLS layout of the header, with the
+  ``ap_ctrl_hs`` semantics (see the class). Writing ``ap_start`` returns at once; a worker thread
+  resolves the address registers through the memory map, runs the HLS engine compiled for the
+  host (:mod:`codenet_pynq.accel.emulib`, a ctypes call that releases the GIL) on the device
+  copies, then sets ``status``, ``cycles`` (with their ``ap_vld``) and ``ap_done``. So the
+  driver's ``timeout_s`` holds for the emulator too, and a run abandoned by a timeout finishes
+  in the background while the process stays usable.
 
-Fault injection for tests: ``fault="hang"`` (``ap_start`` is taken but ``ap_done`` never comes)
-and ``fault="status"`` (the run stops with ``fault_status``, by default a size error at
-descriptor 3).
+Fault injection for tests: ``fault="hang"`` (``ap_start`` is taken but ``ap_done`` never comes),
+``fault="status"`` (the run stops with ``fault_status``, by default a size error at descriptor
+3), ``fault="done"`` (``ap_done`` without a run: ``status``/``cycles`` are never written);
+``engine=`` replaces the C++ engine by any callable with the signature of
+``EmuLibrary.run_ports`` (a slow or failing fake).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .accel.params import HwParams
+from .registers import AP_AUTO_RESTART, AP_DONE, AP_IDLE, AP_INTERRUPT, AP_READY, AP_START, RegisterMap
 
-__all__ = ["Platform", "EmuBuffer", "MemoryMap", "EmulatedIP", "EmulatedPlatform",
-           "AP_START", "AP_DONE", "AP_IDLE", "AP_READY", "AP_AUTO_RESTART", "FAULTS"]
+__all__ = ["Platform", "EmuBuffer", "MemoryMap", "EmulatedIP", "EmulatedPlatform", "AP_START", "AP_DONE",
+           "AP_IDLE", "AP_READY", "AP_AUTO_RESTART", "AP_INTERRUPT", "FAULTS", "STATUS_ENGINE_ERROR"]
 
-#: bits of the ap_ctrl register (Vitis HLS ap_ctrl_hs)
-AP_START, AP_DONE, AP_IDLE, AP_READY, AP_AUTO_RESTART = 0x01, 0x02, 0x04, 0x08, 0x80
-#: fault modes of the emulated IP
-FAULTS = (None, "hang", "status")
+#: fault modes of the emulated IP: ap_start taken but no ap_done ("hang"), a run that ends with
+#: ``fault_status`` ("status"), an ap_done without a run: status/cycles never written ("done")
+FAULTS = (None, "hang", "status", "done")
 PAGE = 4096
 
 
@@ -72,6 +78,18 @@ class Platform:
 
     def describe(self) -> str:
         return self.name
+
+    @property
+    def regs(self) -> RegisterMap:
+        """Register offsets the driver writes to (default: those of the header, ``params``)."""
+        regmap = self.__dict__.get("_regs")
+        if regmap is None:
+            regmap = self.__dict__["_regs"] = RegisterMap.from_params(self.params)
+        return regmap
+
+    @regs.setter
+    def regs(self, value: RegisterMap) -> None:
+        self.__dict__["_regs"] = value
 
 
 # =========================================================================== emulated memory
@@ -176,23 +194,57 @@ class MemoryMap:
 
 
 # =========================================================================== emulated register file
+#: one emulated engine at a time in the process: the C++ engine keeps static state (line buffer,
+#: weight buffer, tables), so two runs must never overlap, whichever IP or library started them
+_ENGINE_LOCK = threading.Lock()
+#: status of a run whose engine call raised (emulation only; the exception is kept in ``worker_error``)
+STATUS_ENGINE_ERROR = 0xFFFF
+Engine = Callable[[np.ndarray, int, np.ndarray, np.ndarray], Tuple[int, int]]
+
+
 class EmulatedIP:
-    """The AXI-Lite register file of ``codenet_top`` with the host-compiled engine behind ap_start."""
+    """The AXI-Lite register file of ``codenet_top`` with the host-compiled engine behind ap_start.
+
+    The register layout is :class:`~codenet_pynq.registers.RegisterMap` of the header (the
+    Vitis HLS layout the driver checks a board's .hwh against), with the ap_ctrl_hs semantics of
+    Vitis HLS 2022+: ``ap_start`` set by a write of 1 and cleared when the run ends, ``ap_done``
+    and ``ap_ready`` clear on read, ``ap_idle``, ``auto_restart`` stored (the emulation never
+    restarts by itself), ``interrupt`` (bit 9) = GIE and a pending ISR bit; IER/ISR: bit 0 done,
+    bit 1 ready, the ISR bit set on the event when its IER bit is set, toggled by writing 1;
+    ``status``/``cycles`` read-only with their ``ap_vld`` bits (clear on read) set when the run
+    writes them; reserved words read 0 and ignore writes; offsets outside the window raise.
+
+    A write of ``ap_start`` returns at once: the engine (``engine``, default ``lib.run_ports``,
+    a ctypes call that releases the GIL) runs in a worker thread on the device copies of the
+    buffers the address registers point to, and sets ``status``, ``cycles`` and ``ap_done``
+    when it returns. Writing ``ap_start`` while a run is in progress changes nothing (the bit is
+    still set until the run ends, as in hardware). Runs never overlap, across all emulated IPs:
+    a start taken while another IP's engine runs waits for it in its worker.
+    """
 
     def __init__(self, memory: MemoryMap, lib: Any, params: HwParams, fault: Optional[str] = None,
-                 fault_status: Optional[int] = None, name: str = "codenet_top_0") -> None:
+                 fault_status: Optional[int] = None, name: str = "codenet_top_0",
+                 engine: Optional[Engine] = None) -> None:
         self.memory = memory
         self.lib = lib
         self.p = params
         self.name = name
         self.fault = fault
         self.fault_status = fault_status
-        self.span = params.REG_CYCLES_CTRL + 4
+        self.engine: Engine = engine if engine is not None else lib.run_ports
+        self.map = RegisterMap.from_params(params)
+        self.span = self.map.span
+        m = self.map
+        self._inputs = {m["DESC"], m["DESC"] + 4, m["N_LAYERS"], m["WGT"], m["WGT"] + 4, m["ACT_RD"],
+                        m["ACT_RD"] + 4, m["ACT_WR"], m["ACT_WR"] + 4}
         self.regs: Dict[int, int] = {off: 0 for off in range(0, self.span, 4)}
-        self.regs[params.REG_AP_CTRL] = AP_IDLE
+        self.regs[m["AP_CTRL"]] = AP_IDLE
         self.starts = 0
         self.last_run_s = 0.0
-        self._readonly = {params.REG_STATUS, params.REG_STATUS_CTRL, params.REG_CYCLES, params.REG_CYCLES_CTRL}
+        self.worker_error: Optional[BaseException] = None
+        self._lock = threading.RLock()
+        self._generation = 0
+        self._worker: Optional[threading.Thread] = None
 
     @property
     def fault(self) -> Optional[str]:
@@ -204,6 +256,19 @@ class EmulatedIP:
             raise ValueError(f"fault must be one of {FAULTS}, got {value!r}")
         self._fault = value
 
+    @property
+    def busy(self) -> bool:
+        """True while a worker runs the engine (also one abandoned by a driver timeout)."""
+        w = self._worker
+        return w is not None and w.is_alive()
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the running worker (tests); True when none is left running."""
+        w = self._worker
+        if w is not None:
+            w.join(timeout)
+        return not self.busy
+
     def _check(self, offset: int) -> None:
         if offset % 4 or not 0 <= offset < self.span:
             raise ValueError(f"{self.name}: register offset 0x{offset:x} is outside the AXI-Lite map "
@@ -211,68 +276,101 @@ class EmulatedIP:
 
     def read(self, offset: int = 0) -> int:
         self._check(offset)
-        p = self.p
-        value = self.regs[offset]
-        if offset == p.REG_AP_CTRL:  # ap_done and ap_ready clear on read
-            self.regs[offset] = value & ~(AP_DONE | AP_READY)
-        elif offset in (p.REG_STATUS_CTRL, p.REG_CYCLES_CTRL):  # ap_vld clears on read
-            self.regs[offset] = value & ~1
-        return int(value)
+        m = self.map
+        with self._lock:
+            value = self.regs[offset]
+            if offset == m["AP_CTRL"]:  # ap_done and ap_ready clear on read
+                if self.regs[m["GIE"]] & 1 and self.regs[m["ISR"]] & 0x3:
+                    value |= AP_INTERRUPT
+                self.regs[offset] = value & ~(AP_DONE | AP_READY | AP_INTERRUPT)
+            elif offset in (m["STATUS_CTRL"], m["CYCLES_CTRL"]):  # ap_vld clears on read
+                self.regs[offset] = value & ~1
+            return int(value)
 
     def write(self, offset: int, value: int) -> None:
         self._check(offset)
-        p = self.p
+        m = self.map
         value = int(value) & 0xFFFFFFFF
-        if offset in self._readonly:
-            return
-        if offset == p.REG_ISR:  # toggle on write
-            self.regs[offset] ^= value & 0x3
-            return
-        if offset == p.REG_AP_CTRL:
-            ctrl = self.regs[offset]
-            self.regs[offset] = (ctrl & ~AP_AUTO_RESTART) | (value & AP_AUTO_RESTART)
-            if value & AP_START and not ctrl & AP_START:
-                self._start()
-            return
-        self.regs[offset] = value
+        with self._lock:
+            if offset == m["AP_CTRL"]:
+                ctrl = self.regs[offset]
+                self.regs[offset] = (ctrl & ~AP_AUTO_RESTART) | (value & AP_AUTO_RESTART)
+                if value & AP_START and not ctrl & AP_START:
+                    self.regs[offset] |= AP_START
+                    self._launch()
+            elif offset == m["GIE"]:
+                self.regs[offset] = value & 0x1
+            elif offset == m["IER"]:
+                self.regs[offset] = value & 0x3
+            elif offset == m["ISR"]:  # toggle on write
+                self.regs[offset] ^= value & 0x3
+            elif offset in self._inputs:
+                self.regs[offset] = value
+            # read-only (status, cycles, their ap_vld) and reserved words ignore writes
 
     def _addr(self, reg: int) -> int:
         return self.regs[reg] | (self.regs[reg + 4] << 32)
 
-    def _start(self) -> None:
-        p = self.p
+    def _launch(self) -> None:
+        """Take the start (lock held): snapshot the arguments, run the engine in a worker."""
+        m = self.map
         self.starts += 1
-        self.regs[p.REG_AP_CTRL] = (self.regs[p.REG_AP_CTRL] | AP_START) & ~(AP_IDLE | AP_DONE | AP_READY)
+        self.regs[m["AP_CTRL"]] &= ~AP_IDLE
         if self.fault == "hang":  # taken, never finishes
             return
-        t0 = time.perf_counter()
-        cycles = 0
-        n_layers = self.regs[p.REG_N_LAYERS]
-        if self.fault == "status":
-            status = self.fault_status if self.fault_status is not None else (p.STATUS_BAD_SIZE | (3 << 16))
-        else:
-            desc = self.memory.device_view(self._addr(p.REG_DESC))
-            wgt = self.memory.device_view(self._addr(p.REG_WGT))
-            act = self.memory.device_view(self._addr(p.REG_ACT_RD))
-            if desc is None or wgt is None or act is None or self._addr(p.REG_ACT_RD) != self._addr(p.REG_ACT_WR):
+        if self.fault == "done":  # ap_done without a run: status and cycles are never written
+            self.regs[m["AP_CTRL"]] = (self.regs[m["AP_CTRL"]] & ~AP_START) | AP_DONE | AP_IDLE | AP_READY
+            return
+        args = (self.regs[m["N_LAYERS"]], self._addr(m["DESC"]), self._addr(m["WGT"]), self._addr(m["ACT_RD"]),
+                self._addr(m["ACT_WR"]))
+        views = tuple(self.memory.device_view(a) for a in args[1:4])
+        self._worker = threading.Thread(target=self._work, args=(self._generation, args, views), daemon=True,
+                                        name=f"{self.name}-engine")
+        self._worker.start()
+
+    def _work(self, generation: int, args: Tuple[int, ...], views: Tuple[Optional[np.ndarray], ...]) -> None:
+        n_layers, _, _, act_rd, act_wr = args
+        status, cycles, error = 0, 0, None
+        with _ENGINE_LOCK:
+            t0 = time.perf_counter()
+            if self.fault == "status":
+                status = self.fault_status if self.fault_status is not None else (self.p.STATUS_BAD_SIZE | (3 << 16))
+            elif any(v is None for v in views) or act_rd != act_wr:
                 # an AXI access outside every buffer (the emulation runs gmem_rd and gmem_wr on one buffer)
-                status = p.STATUS_BAD_ADDR
+                status = self.p.STATUS_BAD_ADDR
             else:
-                status, cycles = self.lib.run_ports(desc, n_layers, wgt, act)
-        self.last_run_s = time.perf_counter() - t0
-        self.regs[p.REG_STATUS] = int(status) & 0xFFFFFFFF
-        self.regs[p.REG_STATUS_CTRL] = 1
-        self.regs[p.REG_CYCLES] = int(cycles) & 0xFFFFFFFF
-        self.regs[p.REG_CYCLES_CTRL] = 1
-        self.regs[p.REG_AP_CTRL] = (self.regs[p.REG_AP_CTRL] & ~AP_START) | AP_DONE | AP_IDLE | AP_READY
-        if self.regs[p.REG_GIE] & 1:
-            self.regs[p.REG_ISR] |= self.regs[p.REG_IER] & 0x3
+                try:
+                    status, cycles = self.engine(views[0], n_layers, views[1], views[2])
+                except Exception as e:  # a broken engine must not leave the IP hanging silently
+                    status, error = STATUS_ENGINE_ERROR, e
+            elapsed = time.perf_counter() - t0
+        self._finish(generation, int(status), int(cycles), elapsed, error)
+
+    def _finish(self, generation: int, status: int, cycles: int, elapsed: float,
+                error: Optional[BaseException]) -> None:
+        m = self.map
+        with self._lock:
+            if generation != self._generation:  # the IP was reset meanwhile: the run's results are lost
+                return
+            self.last_run_s = elapsed
+            self.worker_error = error
+            self.regs[m["STATUS"]] = status & 0xFFFFFFFF
+            self.regs[m["STATUS_CTRL"]] = 1
+            self.regs[m["CYCLES"]] = cycles & 0xFFFFFFFF
+            self.regs[m["CYCLES_CTRL"]] = 1
+            self.regs[m["AP_CTRL"]] = (self.regs[m["AP_CTRL"]] & ~AP_START) | AP_DONE | AP_IDLE | AP_READY
+            self.regs[m["ISR"]] |= self.regs[m["IER"]] & 0x3
 
     def reset(self) -> None:
-        """Back to idle (what re-downloading the bitstream does on a board)."""
-        for off in self.regs:
-            self.regs[off] = 0
-        self.regs[self.p.REG_AP_CTRL] = AP_IDLE
+        """Back to idle (what re-downloading the bitstream does on a board).
+
+        A worker still running finishes in the background; its results are discarded.
+        """
+        with self._lock:
+            self._generation += 1
+            for off in self.regs:
+                self.regs[off] = 0
+            self.regs[self.map["AP_CTRL"]] = AP_IDLE
 
 
 class EmulatedPlatform(Platform):
@@ -280,18 +378,21 @@ class EmulatedPlatform(Platform):
 
     ``lib``: a loaded :class:`~codenet_pynq.accel.emulib.EmuLibrary` (default: located and
     loaded from ``lib_path`` / the usual places; missing -> BackendError saying how to build it).
+    ``engine``: a callable replacing ``lib.run_ports`` (tests: a slow or failing engine).
     """
 
     def __init__(self, lib: Any = None, lib_path: Any = None, params: Optional[HwParams] = None,
-                 coherent: bool = False, fault: Optional[str] = None, fault_status: Optional[int] = None) -> None:
-        if lib is None:
+                 coherent: bool = False, fault: Optional[str] = None, fault_status: Optional[int] = None,
+                 engine: Optional[Engine] = None) -> None:
+        if lib is None and (engine is None or params is None):
             from .accel.emulib import load_library
 
             lib = load_library(lib_path)
         self.lib = lib
         self.params = params if params is not None else lib.params
         self.memory = MemoryMap(coherent=coherent)
-        self.ip = EmulatedIP(self.memory, lib, self.params, fault=fault, fault_status=fault_status)
+        self.ip = EmulatedIP(self.memory, lib, self.params, fault=fault, fault_status=fault_status, engine=engine)
+        self.regs = self.ip.map
         self.name = f"emulated codenet_top ({getattr(lib, 'path', 'engine')})"
 
     def allocate(self, shape: Any, dtype: Any = np.uint8) -> EmuBuffer:

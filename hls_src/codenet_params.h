@@ -115,22 +115,27 @@
 #define CN_DII_DW 3                // declared II of the depthwise tap loop (9 reads, 2 copies x 2 ports)
 
 // ---------------------------------------------------------------- AXI-Lite register map
-// Offsets of the s_axilite "control" bundle as Vitis HLS generates them for the argument order
-// of codenet_top(desc, n_layers, wgt, act_rd, act_wr, status, cycles).  The authoritative map is
-// the generated xcodenet_top_hw.h / the .hwh file; the driver cross-checks these against it.
-#define CN_REG_AP_CTRL 0x00        // bit0 ap_start, bit1 ap_done, bit2 ap_idle, bit3 ap_ready
-#define CN_REG_GIE 0x04            // global interrupt enable
-#define CN_REG_IER 0x08            // interrupt enable (bit0 done, bit1 ready)
-#define CN_REG_ISR 0x0C            // interrupt status (toggle on write)
-#define CN_REG_DESC 0x10           // descriptor table address, 64 bit (lo 0x10, hi 0x14)
-#define CN_REG_N_LAYERS 0x1C       // number of descriptors to run
-#define CN_REG_WGT 0x24            // weight region base address, 64 bit (lo, hi)
-#define CN_REG_ACT_RD 0x30         // activation region base for reads, 64 bit (lo, hi)
-#define CN_REG_ACT_WR 0x3C         // activation region base for writes, 64 bit (same buffer)
+// Offsets of the s_axilite "control" bundle exactly as Vitis HLS 2020.2+ lays them out for
+// codenet_top(desc, n_layers, wgt, act_rd, act_wr, status, cycles) with 64-bit m_axi addresses:
+// registers from 0x10 in argument order; a 32-bit input scalar takes 8 bytes (data, reserved), a
+// 64-bit pointer (offset=slave) 12 bytes (lo, hi, reserved), an output scalar with ap_vld 16 bytes
+// (data, ctrl with bit0 = ap_vld clear-on-read, 2 reserved).  Sources and the rule checked against
+// generated headers: overlays/README.md "Register map".  The driver refuses an overlay whose .hwh
+// register map differs from these (codenet_pynq/registers.py); the emulated IP uses them as is.
+#define CN_REG_AP_CTRL 0x00        // bit0 ap_start, bit1 ap_done (COR), bit2 ap_idle, bit3 ap_ready (COR)
+#define CN_REG_GIE 0x04            // global interrupt enable (hwh name GIER)
+#define CN_REG_IER 0x08            // interrupt enable, bit0 done, bit1 ready (IP_IER)
+#define CN_REG_ISR 0x0C            // interrupt status, toggle on write (IP_ISR)
+#define CN_REG_DESC 0x10           // desc address: lo 0x10 (desc_1), hi 0x14 (desc_2), 0x18 reserved
+#define CN_REG_N_LAYERS 0x1C       // n_layers (0x20 reserved)
+#define CN_REG_WGT 0x24            // wgt address: lo 0x24, hi 0x28, 0x2C reserved
+#define CN_REG_ACT_RD 0x30         // act_rd address: lo 0x30, hi 0x34, 0x38 reserved
+#define CN_REG_ACT_WR 0x3C         // act_wr address: lo 0x3C, hi 0x40, 0x44 reserved (same buffer as act_rd)
 #define CN_REG_STATUS 0x48         // status out: 0 ok, else error code | (layer << 16)
-#define CN_REG_STATUS_CTRL 0x4C    // bit0: status valid
-#define CN_REG_CYCLES 0x50         // modelled cycle count of the last run (low 32 bits)
-#define CN_REG_CYCLES_CTRL 0x54    // bit0: cycles valid
+#define CN_REG_STATUS_CTRL 0x4C    // bit0 status_ap_vld (clear on read); 0x50, 0x54 reserved
+#define CN_REG_CYCLES 0x58         // cycles out: counted cycles of the run in C-sim / emulation (0 on hardware)
+#define CN_REG_CYCLES_CTRL 0x5C    // bit0 cycles_ap_vld (clear on read); 0x60, 0x64 reserved
+#define CN_REG_ADDR_BITS 7         // s_axi_control address width: the map spans 0x00..0x7F
 
 // status codes (low 16 bits of the status register; bits 31..16 = failing layer index)
 #define CN_STATUS_OK 0

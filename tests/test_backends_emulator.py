@@ -24,15 +24,29 @@ from codenet_pynq.accel.params import load_params
 from codenet_pynq.artifact import load_artifact
 from codenet_pynq.backends.cpu import CpuBackend
 from codenet_pynq.backends.emulator import EmulatorBackend
-from codenet_pynq.backends.fpga import IP_VLNV, CodenetAccelerator, FpgaBackend, find_overlay, fpga_available
+from codenet_pynq.backends.fpga import (
+    IP_VLNV,
+    CodenetAccelerator,
+    FpgaBackend,
+    find_overlay,
+    fpga_available,
+    hardware_mismatches,
+)
 from codenet_pynq.detector import Detector, explain_auto
 from codenet_pynq.errors import AcceleratorTimeout, ArtifactError, BackendError
 from codenet_pynq.golden import dequantize_outputs, run_program
 from codenet_pynq.platform import AP_DONE, AP_IDLE, AP_START, EmulatedPlatform
+from codenet_pynq.registers import find_module, parse_hwh
 from codenet_pynq.transforms import preprocess
 
 P = load_params()
 SIZES = [(120, 160), (64, 64), (300, 200), (50, 400)]
+HWH = Path(__file__).parent / "data" / "codenet_overlay.hwh"
+
+
+def fixture_registers() -> Dict[str, Any]:
+    """The IP's registers as PYNQ's ip_dict holds them, read from the .hwh test fixture."""
+    return dict(find_module(parse_hwh(HWH.read_text()), "*:hls:codenet_top:*")[1]["registers"])
 
 
 @pytest.fixture(scope="session")
@@ -181,6 +195,10 @@ def test_wrong_hardware_fingerprint(emu_lib: Path, quant_artifact: str, tmp_path
     msg = str(ei.value)
     for text in ("PA 8 (model) vs 16 (engine)", "LB_ROWS", "Re-export", "make -C hls_src lib", "codenet_params.h"):
         assert text in msg, text
+    # register offsets are the IP's interface (checked against the .hwh), not a property of the model
+    moved = rewrite_manifest(quant_artifact, str(tmp_path / "regs.codenet"), hardware={**hw, "REG_CYCLES": 0x50})
+    assert hardware_mismatches(load_artifact(moved).manifest["hardware"], P) == []
+    EmulatorBackend(load_artifact(moved), lib_path=emu_lib).close()
     bare = rewrite_manifest(quant_artifact, str(tmp_path / "nohw.codenet"), hardware=None)
     with pytest.raises(ArtifactError, match="records no accelerator parameters"):
         EmulatorBackend(load_artifact(bare), lib_path=emu_lib)
@@ -203,6 +221,7 @@ def test_emulated_ip_registers(emu_lib: Path) -> None:
     # a start with unmapped addresses ends with the host-emulation address status, ap_done once (COR)
     ip.write(P.REG_N_LAYERS, 1)
     ip.write(P.REG_AP_CTRL, AP_START)
+    assert ip.join(10)  # the run happens in a worker; the register write returned at once
     assert ip.read(P.REG_STATUS) == P.STATUS_BAD_ADDR
     ctrl = ip.read(P.REG_AP_CTRL)
     assert ctrl & AP_DONE and ctrl & AP_IDLE and not ctrl & AP_START
@@ -246,15 +265,13 @@ class FakePynq(types.ModuleType):
     """Just enough of pynq (Overlay, DefaultIP with bindto, allocate, Device) over an emulated platform."""
 
     def __init__(self, platform: EmulatedPlatform, vlnv: str = IP_VLNV, devices=("fake-zu3eg",),
-                 registers: Optional[Dict[str, int]] = None) -> None:
+                 registers: Optional[Dict[str, Any]] = None) -> None:
         super().__init__("pynq")
         self.platform = platform
         self.bound: Dict[str, type] = {}
         self.loaded = []
         outer = self
-        regs = registers if registers is not None else {
-            "CTRL": P.REG_AP_CTRL, "desc_1": P.REG_DESC, "desc_2": P.REG_DESC + 4, "n_layers": P.REG_N_LAYERS,
-            "wgt_1": P.REG_WGT, "act_rd_1": P.REG_ACT_RD, "act_wr_1": P.REG_ACT_WR, "status": P.REG_STATUS}
+        regs = registers if registers is not None else fixture_registers()
 
         class DefaultIP:
             def __init_subclass__(cls, **kw: Any) -> None:
@@ -274,8 +291,7 @@ class FakePynq(types.ModuleType):
         class Overlay:
             def __init__(self, path: str, download: bool = True) -> None:
                 outer.loaded.append(path)
-                self.ip_dict = {"codenet_top_0": {"type": vlnv, "phys_addr": 0xA000_0000,
-                                                  "registers": {k: {"address_offset": o} for k, o in regs.items()}},
+                self.ip_dict = {"codenet_top_0": {"type": vlnv, "phys_addr": 0xA000_0000, "registers": regs},
                                 "zynq_ultra_ps_e_0": {"type": "xilinx.com:ip:zynq_ultra_ps_e:3.4"}}
 
             def __getattr__(self, name: str) -> Any:
@@ -336,8 +352,9 @@ def test_fpga_overlay_errors(emu_lib: Path, quant_artifact: str, overlay_dir: Pa
     (overlay_dir / "codenet.hwh").write_text("<hwh/>")
     with pytest.raises(BackendError, match=r"no CoDeNet IP \(VLNV \*:hls:codenet_top:\*\)"):
         FpgaBackend(art, overlay=overlay_dir, pynq_module=FakePynq(plat, vlnv="xilinx.com:hls:other:1.0"))
-    bad_regs = {"CTRL": 0, "desc_1": P.REG_DESC + 8}
-    with pytest.raises(BackendError, match=r"register map differs .*desc_1 at 0x18"):
+    bad_regs = fixture_registers()
+    bad_regs["desc_1"] = dict(bad_regs["desc_1"], address_offset=P.REG_DESC + 8)
+    with pytest.raises(BackendError, match=r"register map differs .*desc_1 is at 0x18 in the \.hwh, at 0x10"):
         FpgaBackend(art, overlay=overlay_dir, pynq_module=FakePynq(plat, registers=bad_regs))
     hw = dict(art.manifest["hardware"])
     other = load_artifact(rewrite_manifest(quant_artifact, str(tmp_path / "pe8.codenet"), hardware={**hw, "PE": 8}))
@@ -345,3 +362,18 @@ def test_fpga_overlay_errors(emu_lib: Path, quant_artifact: str, overlay_dir: Pa
     assert not ok and "other accelerator parameters" in why and "PE" in why
     with pytest.raises(BackendError, match=r"PE 8 \(model\) vs 16 \(engine\)"):
         FpgaBackend(other, overlay=overlay_dir, pynq_module=FakePynq(plat))
+
+
+def test_fpga_reads_registers_from_hwh(emu_lib: Path, quant_artifact: str, overlay_dir: Path) -> None:
+    """An ip_dict without registers (older pynq): the driver reads them from the .hwh beside the .bit."""
+    art = load_artifact(quant_artifact)
+    plat = EmulatedPlatform(emulib.load_library(emu_lib))
+    with pytest.raises(BackendError, match=r"codenet\.hwh: holds no register description .*overlays/build\.sh"):
+        FpgaBackend(art, overlay=overlay_dir, pynq_module=FakePynq(plat, registers={}))
+    (overlay_dir / "codenet.hwh").write_text(HWH.read_text())
+    be = FpgaBackend(art, overlay=overlay_dir, pynq_module=FakePynq(plat, registers={}))
+    try:
+        assert be.platform.regs["CYCLES"] == 0x58 and "codenet.hwh" in be.platform.regs.source
+        assert be.run(pixels_for(quant_artifact))["hm"].shape[0] == 5
+    finally:
+        be.close()

@@ -30,7 +30,10 @@ _DEFINE = re.compile(r"^\s*#\s*define\s+CN_([A-Z0-9_]+)\s+\(?\s*(0[xX][0-9a-fA-F
 REQUIRED = ("DESC_MAGIC", "DESC_VERSION", "DESC_WORDS", "MAX_SEGS", "PA", "PE", "DW_PE", "MAX_OFFSET", "LANES",
             "LB_ROWS", "MAX_W", "MAX_C", "LB_WORDS", "SRC_WORDS", "IM2COL_WORDS", "WBUF_BLOCKS", "MAX_KT",
             "ACC_BITS", "QPARAM_BYTES",
-            "MEM_ALIGN", "OP_DENSE", "OP_DWBLOCK", "OP_MAXPOOL", "OP_MOVE", "D_SEG_BASE", "D_SEG_WORDS")
+            "MEM_ALIGN", "OP_DENSE", "OP_DWBLOCK", "OP_MAXPOOL", "OP_MOVE", "D_SEG_BASE", "D_SEG_WORDS",
+            # the AXI-Lite register map the driver and the emulated IP use (codenet_pynq/registers.py)
+            "REG_AP_CTRL", "REG_GIE", "REG_IER", "REG_ISR", "REG_DESC", "REG_N_LAYERS", "REG_WGT", "REG_ACT_RD",
+            "REG_ACT_WR", "REG_STATUS", "REG_STATUS_CTRL", "REG_CYCLES", "REG_CYCLES_CTRL", "REG_ADDR_BITS")
 
 
 class ParamsError(CodenetError, ValueError):

@@ -2,10 +2,17 @@
 
 The very driver of the board (:class:`~codenet_pynq.backends.fpga.CodenetAccelerator`: one
 descriptor table, buffers allocated once, registers, ``ap_start``, ``ap_done`` with a timeout,
-``status``) talks to :class:`~codenet_pynq.platform.EmulatedPlatform`, whose register file calls
+``status``) talks to :class:`~codenet_pynq.platform.EmulatedPlatform`, whose register file runs
 the accelerator's C++ compiled for the host (``hls_src/build/libcodenet_emu.so``, built by
 ``make -C hls_src lib``) on the DRAM buffers. Its head outputs are bit-identical to the golden
 reference and to the CPU backend's integer graph.
+
+``timeout_s`` holds as on a board: ``ap_start`` starts the engine in a worker thread and returns,
+the driver polls ``ap_done`` (sleeping between polls) and raises
+:class:`~codenet_pynq.errors.AcceleratorTimeout` past the deadline. The abandoned run finishes in
+the background (the engine cannot be interrupted); the next frame waits for it up to
+``timeout_s`` and then runs, or raises "accelerator busy" if it is still running. The engine
+never runs twice at once (it has static state).
 """
 
 from __future__ import annotations
@@ -27,9 +34,9 @@ class EmulatorBackend(AcceleratorBackend):
     """The accelerator emulated on this machine, behind the FPGA driver.
 
     ``lib_path``: the emulation library (default: ``$CODENET_EMU_LIB``, then
-    ``hls_src/build/libcodenet_emu.so``); ``timeout_s``: the driver's ap_done timeout (the
-    emulated engine is much slower than the FPGA); ``fault``: ``None``, ``"hang"`` or
-    ``"status"`` (fault injection, see :mod:`codenet_pynq.platform`); ``coherent``: skip the
+    ``hls_src/build/libcodenet_emu.so``); ``timeout_s``: the driver's ap_done timeout, per frame
+    (the emulated engine is much slower than the FPGA); ``fault``: ``None``, ``"hang"``,
+    ``"status"`` or ``"done"`` (fault injection, see :mod:`codenet_pynq.platform`); ``coherent``: skip the
     emulated cache (by default the engine sees only what the driver synced); ``platform``: reuse
     an :class:`~codenet_pynq.platform.EmulatedPlatform`.
     """

@@ -8,15 +8,22 @@ Two layers, so that the same driver runs on a board and, without one, over an em
   them), allocates three DRAM buffers once (descriptor table, weights, activations) and uploads
   the table and the weights. Per frame (:meth:`~CodenetAccelerator.run`): the letterboxed image
   goes into the input placement of the activation buffer, ``sync_to_device``, the address
-  registers and ``n_layers`` are written, ``ap_start``; the driver polls ``ap_done`` with a
-  growing sleep until a deadline (:class:`~codenet_pynq.errors.AcceleratorTimeout` past it),
-  reads the ``status`` register (non-zero: :class:`~codenet_pynq.errors.BackendError` naming the
-  failing descriptor and its layers), ``sync_from_device``, gathers the three head tensors and
-  dequantises them with the program's output scales.
+  registers and ``n_layers`` are written (at the offsets of ``platform.regs``), ``ap_start``; the
+  driver polls ``ap_done`` with a growing sleep until a deadline
+  (:class:`~codenet_pynq.errors.AcceleratorTimeout` past it), requires the ``ap_vld`` bits of
+  ``status`` and ``cycles`` (cleared before the start: an ``ap_done`` without them is a done
+  without a finished run and raises instead of returning stale outputs), reads ``status``
+  (non-zero: :class:`~codenet_pynq.errors.BackendError` naming the failing descriptor and its
+  layers), ``sync_from_device``, gathers the three head tensors and dequantises them with the
+  program's output scales. A frame that finds the IP still busy (a run abandoned by an earlier
+  timeout) waits for it up to ``timeout_s`` before touching the buffers, then refuses with
+  "accelerator busy".
 - :class:`PynqPlatform` / :class:`FpgaBackend` -- the board: ``pynq.Overlay`` of
   ``codenet.bit`` + ``.hwh``, the IP found by VLNV (``*:hls:codenet_top:*``, exported by
   ``hls_src/scripts/run_hls.tcl`` as ``codenet:hls:codenet_top:1.0``) and bound to a
-  ``pynq.DefaultIP`` subclass, buffers from ``pynq.allocate``.
+  ``pynq.DefaultIP`` subclass, its register map (PYNQ's ``ip_dict``, else read from the .hwh)
+  checked register by register against ``codenet_params.h``
+  (:func:`~codenet_pynq.registers.checked_register_map`), buffers from ``pynq.allocate``.
 
 ``pynq`` is optional: it is imported only when an FPGA backend is created (or probed by
 :func:`fpga_available`, which never raises). Without it every entry point says so and points
@@ -31,7 +38,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -39,8 +46,9 @@ from ..accel.compile import CompiledProgram, compile_program
 from ..accel.params import HwParams, ParamsError, load_params
 from ..artifact import Artifact
 from ..errors import AcceleratorTimeout, ArtifactError, BackendError, format_message
-from ..platform import AP_DONE, AP_IDLE, AP_START, Platform
+from ..platform import STATUS_ENGINE_ERROR, Platform
 from ..program import Program, ProgramError
+from ..registers import AP_DONE, AP_IDLE, AP_START, checked_register_map, find_module, parse_hwh
 from .base import Backend
 
 __all__ = ["CodenetAccelerator", "PynqPlatform", "FpgaBackend", "fpga_available", "find_overlay",
@@ -57,7 +65,9 @@ _REPO_DIR = _PKG_DIR.parent
 
 _STATUS_TEXT = {1: "bad descriptor magic or version", 2: "unsupported op or flag combination",
                 3: "a size beyond the engine's static limits", 4: "n_layers out of range",
-                5: "a memory access outside its buffer (host emulation)"}
+                5: "a memory access outside its buffer (host emulation)",
+                6: "a requantisation multiplier or shift out of range",
+                STATUS_ENGINE_ERROR: "an exception in the emulated engine (see the emulated IP's worker_error)"}
 _NO_PYNQ_HINT = ("the CPU fallback runs the same integer model bit-exactly: use backend='cpu' (or 'auto', "
                  "which picks it), or backend='emulator' for the accelerator's own C++ on this machine")
 
@@ -65,12 +75,22 @@ Model = Union[Artifact, Program]
 
 
 # =========================================================================== hardware parameters
+#: recorded parameters that are no property of a model: the register map is the IP's interface to
+#: the driver (checked against the overlay's .hwh), not something a compiled program depends on
+_NOT_MODEL = ("REG_",)
+
+
 def hardware_mismatches(recorded: Any, params: HwParams) -> List[Tuple[str, Any, Any]]:
-    """(name, value in the artifact, value of the engine) for every recorded parameter that differs."""
+    """(name, value in the artifact, value of the engine) for every recorded parameter that differs.
+
+    Register offsets (``REG_*``) are skipped: a model does not depend on them.
+    """
     if not isinstance(recorded, dict):
         return [("hardware", recorded, "a dict of codenet_params.h values")]
     out = []
     for key in sorted(recorded):
+        if str(key).startswith(_NOT_MODEL):
+            continue
         mine = params.get(key)
         if mine is None or recorded[key] != mine:
             out.append((key, recorded[key], mine))
@@ -141,7 +161,8 @@ class CodenetAccelerator:
 
     ``model``: a quantized :class:`~codenet_pynq.artifact.Artifact` (its ``hardware`` record
     is checked against ``platform.params``) or an integer :class:`~codenet_pynq.program.Program`.
-    ``timeout_s``: the longest wait for ``ap_done`` of one frame.
+    ``timeout_s``: the longest wait for ``ap_done`` of one frame (and for an earlier run still
+    in progress to end before a new frame starts).
     """
 
     #: sleep between ap_done polls: starts short, doubles, capped (no bare spin)
@@ -153,7 +174,9 @@ class CodenetAccelerator:
             raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
         self.platform = platform
         self.params: HwParams = platform.params
+        self.regs = platform.regs
         self.timeout_s = float(timeout_s)
+        self.last_cycles: Optional[int] = None
         if isinstance(model, Artifact):
             if not model.quantized:
                 raise BackendError(format_message(
@@ -240,45 +263,70 @@ class CodenetAccelerator:
         bits = [n for b, n in ((AP_START, "start"), (AP_DONE, "done"), (AP_IDLE, "idle")) if ctrl & b]
         return f"ap_ctrl=0x{ctrl:02x} ({', '.join(bits) or 'busy'})"
 
-    def _start(self) -> None:
-        p, ip = self.params, self.platform.ip
-        ctrl = ip.read(p.REG_AP_CTRL)
-        if ctrl & AP_START:
-            raise BackendError(format_message(
-                self.platform.name, f"the accelerator is still busy with an earlier start ({self._ctrl_text(ctrl)})",
-                "it probably hung on a previous frame: create the backend again (this re-downloads the "
-                "overlay) or power-cycle the board"))
-        self._write64(p.REG_DESC, self.addresses["desc"])
-        ip.write(p.REG_N_LAYERS, self.compiled.n_layers)
-        self._write64(p.REG_WGT, self.addresses["wgt"])
-        self._write64(p.REG_ACT_RD, self.addresses["act"])
-        self._write64(p.REG_ACT_WR, self.addresses["act"])
-        ip.write(p.REG_AP_CTRL, AP_START)
-
-    def _wait(self) -> int:
-        """Poll ap_done until the deadline; sleeps between polls (first 20 us, doubling to 1 ms)."""
-        p, ip = self.params, self.platform.ip
-        t0 = time.perf_counter()
-        deadline = t0 + self.timeout_s
+    def _poll(self, finished: Callable[[int], bool]) -> Tuple[bool, int]:
+        """Read ap_ctrl until ``finished(ctrl)`` or ``timeout_s``; sleeps 20 us doubling to 1 ms between reads."""
+        ip, reg = self.platform.ip, self.regs["AP_CTRL"]
+        deadline = time.perf_counter() + self.timeout_s
         delay = self.POLL_FIRST_S
         while True:
-            ctrl = ip.read(p.REG_AP_CTRL)
-            if ctrl & AP_DONE or (ctrl & AP_IDLE and not ctrl & AP_START):
-                return ctrl
+            ctrl = int(ip.read(reg))
+            if finished(ctrl):
+                return True, ctrl
             now = time.perf_counter()
             if now >= deadline:
-                raise AcceleratorTimeout(format_message(
-                    self.platform.name,
-                    f"no ap_done from the accelerator within the {self.timeout_s:g} s timeout "
-                    f"({self._ctrl_text(ctrl)}, {self.compiled.n_layers} descriptors of {self.source})",
-                    "the IP is hung or the overlay does not match this codenet-pynq: create the backend again "
-                    "(re-downloads the overlay), power-cycle the board if it persists, rebuild the overlay from "
-                    "this hls_src (overlays/build.sh); for a very large model pass a larger timeout_s"))
+                return False, ctrl
             time.sleep(min(delay, deadline - now))
             delay = min(delay * 2.0, self.POLL_MAX_S)
 
+    def _wait_idle(self) -> None:
+        """Before a frame touches the buffers: an earlier start still running must end first."""
+        ok, ctrl = self._poll(lambda c: not c & AP_START)
+        if not ok:
+            raise BackendError(format_message(
+                self.platform.name, f"accelerator busy: the accelerator is still busy with an earlier start after "
+                                    f"waiting {self.timeout_s:g} s ({self._ctrl_text(ctrl)})",
+                "it probably hung on a previous frame: create the backend again (this re-downloads the "
+                "overlay) or power-cycle the board; for a very large model pass a larger timeout_s"))
+
+    def _start(self) -> None:
+        r, ip = self.regs, self.platform.ip
+        for reg in ("STATUS_CTRL", "CYCLES_CTRL"):  # clear stale ap_vld bits (clear on read)
+            ip.read(r[reg])
+        self._write64(r["DESC"], self.addresses["desc"])
+        ip.write(r["N_LAYERS"], self.compiled.n_layers)
+        self._write64(r["WGT"], self.addresses["wgt"])
+        self._write64(r["ACT_RD"], self.addresses["act"])
+        self._write64(r["ACT_WR"], self.addresses["act"])
+        ip.write(r["AP_CTRL"], AP_START)
+
+    def _wait(self) -> int:
+        """Poll ap_done (or idle without a pending start) until the deadline; sleeps between polls."""
+        ok, ctrl = self._poll(lambda c: bool(c & AP_DONE or (c & AP_IDLE and not c & AP_START)))
+        if not ok:
+            raise AcceleratorTimeout(format_message(
+                self.platform.name,
+                f"no ap_done from the accelerator within the {self.timeout_s:g} s timeout "
+                f"({self._ctrl_text(ctrl)}, {self.compiled.n_layers} descriptors of {self.source})",
+                "the IP is hung, too slow for this timeout, or the overlay does not match this codenet-pynq: "
+                "create the backend again (re-downloads the overlay), power-cycle the board if it persists, "
+                "rebuild the overlay from this hls_src (overlays/build.sh); for a very large model (or the "
+                "emulator) pass a larger timeout_s"))
+        return ctrl
+
     def _check_status(self) -> None:
-        status = int(self.platform.ip.read(self.params.REG_STATUS))
+        """Read status and cycles of the run that just ended; raise on a done without a run or an error."""
+        r, ip = self.regs, self.platform.ip
+        valid = [bool(int(ip.read(r[reg])) & 1) for reg in ("STATUS_CTRL", "CYCLES_CTRL")]
+        if not all(valid):
+            missing = " and ".join(n for n, v in zip(("status", "cycles"), valid) if not v)
+            raise BackendError(format_message(
+                self.platform.name, f"ap_done without a finished run: the accelerator signalled done but never "
+                                    f"wrote {missing} (ap_vld clear), so this frame's outputs would be stale",
+                "the overlay was probably re-downloaded or reset during the run, or it is not the CoDeNet IP "
+                "this driver expects: create the backend again, and rebuild the overlay (overlays/build.sh) if "
+                "it persists"))
+        status = int(ip.read(r["STATUS"]))
+        self.last_cycles = int(ip.read(r["CYCLES"]))
         if status == 0:
             return
         code, index, text = _status_text(status)
@@ -291,8 +339,8 @@ class CodenetAccelerator:
             "if the table in DRAM was overwritten"))
 
     def cycles(self) -> int:
-        """Modelled cycle count of the last run (the engine's ``cycles`` register)."""
-        return int(self.platform.ip.read(self.params.REG_CYCLES))
+        """Modelled cycle count of the last finished run (the engine's ``cycles`` output); 0 before any."""
+        return int(self.last_cycles or 0)
 
     # ------------------------------------------------------------------ per frame
     def _write_image(self, pixels: np.ndarray) -> None:
@@ -311,6 +359,7 @@ class CodenetAccelerator:
         if self._closed:
             raise BackendError(f"{self.platform.name}: the accelerator driver was closed; create the backend again")
         act = self.buffers["act"]
+        self._wait_idle()
         t0 = time.perf_counter()
         self._write_image(pixels)
         act.sync_to_device()
@@ -493,15 +542,6 @@ def _devices(pynq: Any) -> Sequence[Any]:
     return list(devices) if devices else []
 
 
-# hwh register names Vitis HLS gives the control registers -> the header's offsets
-def _expected_registers(p: HwParams) -> Dict[str, int]:
-    reg = {"ctrl": p.REG_AP_CTRL, "n_layers": p.REG_N_LAYERS, "status": p.REG_STATUS, "cycles": p.REG_CYCLES}
-    for name, off in (("desc", p.REG_DESC), ("wgt", p.REG_WGT), ("act_rd", p.REG_ACT_RD), ("act_wr", p.REG_ACT_WR)):
-        reg[name] = reg[f"{name}_1"] = off
-        reg[f"{name}_2"] = off + 4
-    return reg
-
-
 class PynqPlatform(Platform):
     """The board: ``pynq.Overlay`` + the ``codenet_top`` IP + ``pynq.allocate``.
 
@@ -531,24 +571,27 @@ class PynqPlatform(Platform):
                 "load the CoDeNet overlay built by overlays/build.sh, not another design"))
         self.ip_name = sorted(names)[0]
         self.vlnv = str(ip_dict[self.ip_name].get("type"))
-        self._check_registers(ip_dict[self.ip_name].get("registers") or {})
+        self.regs = checked_register_map(self._registers(ip_dict[self.ip_name]), self.params, str(self.hwh))
         self.ip = functools.reduce(getattr, self.ip_name.split("/"), self.overlay)
         self.name = f"overlay {self.bit}, IP {self.ip_name} ({self.vlnv})"
 
-    def _check_registers(self, registers: Dict[str, Any]) -> None:
-        """The .hwh register offsets are authoritative: refuse an IP whose map differs from the header."""
-        expected = _expected_registers(self.params)
-        bad = []
-        for name, reg in registers.items():
-            want = expected.get(str(name).lower())
-            got = reg.get("address_offset") if isinstance(reg, dict) else None
-            if want is not None and got is not None and int(got) != want:
-                bad.append(f"{name} at 0x{int(got):x} (hwh) vs 0x{want:x} (codenet_params.h)")
-        if bad:
-            raise BackendError(format_message(
-                str(self.hwh), f"the IP's register map differs from codenet_params.h: {'; '.join(bad)}",
-                "rebuild the overlay from this codenet-pynq's hls_src (overlays/build.sh), or use the "
-                "codenet_params.h it was built with"))
+    def _registers(self, entry: Dict[str, Any]) -> Dict[str, Any]:
+        """The IP's register description: PYNQ's ``ip_dict`` entry, else read from the .hwh itself."""
+        regs = entry.get("registers")
+        if regs:
+            return dict(regs)
+        try:
+            modules = parse_hwh(self.hwh.read_text(encoding="utf-8", errors="replace"), str(self.hwh))
+        except OSError as e:
+            raise BackendError(format_message(str(self.hwh), f"cannot be read ({e})",
+                                              "copy the codenet.hwh built with the overlay next to codenet.bit")) from e
+        mod = modules.get(self.ip_name)
+        if mod is None:
+            try:
+                _, mod = find_module(modules, IP_VLNV_PATTERN)
+            except KeyError:
+                return {}
+        return dict(mod.get("registers") or {})
 
     def allocate(self, shape: Any, dtype: Any = np.uint8) -> np.ndarray:
         return self._pynq.allocate(shape=shape, dtype=dtype)
