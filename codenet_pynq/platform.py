@@ -381,6 +381,9 @@ class EmulatedPlatform(Platform):
     ``engine``: a callable replacing ``lib.run_ports`` (tests: a slow or failing engine).
     """
 
+    #: the driver labels its wall-time figures "measured on this host", not "on the board"
+    emulated = True
+
     def __init__(self, lib: Any = None, lib_path: Any = None, params: Optional[HwParams] = None,
                  coherent: bool = False, fault: Optional[str] = None, fault_status: Optional[int] = None,
                  engine: Optional[Engine] = None) -> None:

@@ -10,7 +10,7 @@ b. **the model** on images (given files, or synthetic ones): accelerator vs gold
    backend's integer ONNX graph, head tensors element by element and the final detections
    (boxes, scores, labels) exactly;
 c. **timing**: frames per second and per-stage milliseconds of the driver, the engine's
-   modelled cycles, and the CPU backend's latency for comparison.
+   counted cycles (the engine's cycle and burst account), and the CPU backend's latency.
 
 Command line::
 
@@ -92,10 +92,11 @@ class SelftestReport:
             stages = ", ".join(f"{k} {v:.2f} ms" for k, v in t.get("stage_ms", {}).items())
             lines.append("")
             lines.append(f"timing ({t.get('frames', 0)} frames): {t.get('fps', float('nan')):.1f} fps through the "
-                         f"driver ({stages})")
-            if t.get("cycles"):
-                lines.append(f"  engine: {t['cycles']} modelled cycles = {t['modelled_ms']:.2f} ms at "
-                             f"{t['clock_mhz']:g} MHz ({t['modelled_fps']:.1f} fps)")
+                         f"driver, {t.get('fps_source', 'measured')} ({stages})")
+            if t.get("counted_cycles"):
+                lines.append(f"  engine: {t['counted_cycles']} counted cycles = {t['counted_ms']:.2f} ms at "
+                             f"{t['clock_mhz']:g} MHz ({t['counted_fps']:.1f} fps, counted from the engine's loops "
+                             "and bursts in C simulation; not measured on a board)")
             if "cpu_ms" in t:
                 lines.append(f"  cpu backend: {t['cpu_ms']:.2f} ms per frame ({1e3 / t['cpu_ms']:.1f} fps)")
         for n in self.notes:
@@ -225,7 +226,7 @@ def check_model(backend: Any, artifact: Artifact, images: Sequence[Tuple[str, np
 
 
 def timing_summary(backend: Any, frames: int = 20, cpu: Any = None, clock_mhz: float = 250.0) -> Dict[str, Any]:
-    """(c) driver throughput, per-stage ms, modelled cycles; CPU backend latency when given."""
+    """(c) driver throughput, per-stage ms, counted cycles; CPU backend latency when given."""
     acc = backend.accelerator
     pixels = np.random.default_rng(0).integers(0, 256, acc.compiled.input.shape, dtype=np.uint8)
     t = acc.throughput_test(frames, pixels, clock_mhz=clock_mhz)

@@ -270,7 +270,7 @@ def _codenet(size: int, lib, csim_dir=None, hls_build=None, width: float = 1.0) 
     bad = {k: int(np.count_nonzero(outs[k].astype(np.int32) != gold[k].astype(np.int32))) for k in gold}
     assert sum(bad.values()) == 0, bad
     print(f"\n[codenet_like {width}x {size}] {cp.n_layers} descriptors, emulation {min(times):.3f} s/frame, "
-          f"modelled {stats['cycles'] / 250e6 * 1e3:.1f} ms at 250 MHz, mismatches {bad}")
+          f"counted {stats['cycles'] / 250e6 * 1e3:.1f} ms at 250 MHz, mismatches {bad}")
     if csim_dir is not None:
         write_program_vectors(prog, img, csim_dir, check_all=False)
         t0 = time.perf_counter()

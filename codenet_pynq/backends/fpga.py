@@ -339,7 +339,8 @@ class CodenetAccelerator:
             "if the table in DRAM was overwritten"))
 
     def cycles(self) -> int:
-        """Modelled cycle count of the last finished run (the engine's ``cycles`` output); 0 before any."""
+        """Counted cycles of the last finished run (the engine's ``cycles`` output: the C-sim account,
+        0 from synthesised hardware); 0 before any run."""
         return int(self.last_cycles or 0)
 
     # ------------------------------------------------------------------ per frame
@@ -393,11 +394,15 @@ class CodenetAccelerator:
 
     def throughput_test(self, n: int = 50, pixels: Optional[np.ndarray] = None, warmup: int = 2,
                         clock_mhz: float = 250.0) -> Dict[str, Any]:
-        """Run ``n`` frames back to back; fps, mean per-stage milliseconds and the modelled cycles.
+        """Run ``n`` frames back to back: measured fps and mean per-stage milliseconds, plus the
+        engine's counted cycles when it reports them.
 
         Stages: ``input`` (image into DRAM + sync), ``accelerator`` (registers, start, wait, status),
-        ``output`` (sync back, gather, dequantise). ``modelled_fps`` is the engine's cycle count at
-        ``clock_mhz`` (what the hardware would do with no CPU work).
+        ``output`` (sync back, gather, dequantise).  ``fps`` is wall time measured here:
+        ``fps_source`` says whether on a board or on this host through the emulated engine.
+        ``counted_*`` come from the engine's ``cycles`` output, which only the C simulation and the
+        emulation library fill (the cycle and burst account of hls_src/cn_account.h, DDR model at
+        250 MHz); synthesised hardware reports 0 and the ``counted_*`` values are then absent.
         """
         if n < 1:
             raise ValueError("n must be >= 1")
@@ -413,10 +418,16 @@ class CodenetAccelerator:
                 sums[k] = sums.get(k, 0.0) + v
         dt = time.perf_counter() - t0
         cycles = self.cycles()
-        return {"frames": n, "seconds": dt, "fps": n / dt if dt > 0 else float("inf"),
-                "stage_ms": {k: v / n for k, v in sums.items()}, "cycles": cycles,
-                "modelled_ms": cycles / (clock_mhz * 1e3), "clock_mhz": clock_mhz,
-                "modelled_fps": clock_mhz * 1e6 / cycles if cycles else float("nan")}
+        emulated = bool(getattr(self.platform, "emulated", False))
+        out: Dict[str, Any] = {
+            "frames": n, "seconds": dt, "fps": n / dt if dt > 0 else float("inf"),
+            "fps_source": "measured on this host (emulated engine)" if emulated else "measured on the board",
+            "stage_ms": {k: v / n for k, v in sums.items()}, "cycles": cycles, "clock_mhz": clock_mhz}
+        if cycles:
+            out.update({"counted_cycles": cycles, "counted_ms": cycles / (clock_mhz * 1e3),
+                        "counted_fps": clock_mhz * 1e6 / cycles,
+                        "cycles_source": "counted (C-sim cycle and burst account, hls_src/cn_account.h)"})
+        return out
 
     # ------------------------------------------------------------------ misc
     def describe(self) -> str:
