@@ -1,31 +1,25 @@
-"""Cycle-level performance model of CoDeNet on the published and on our FPGA accelerator.
+"""Model of the *published* CoDeNet accelerator (FPGA'21, Ultra96), fitted to its published timings.
 
-Three parts, all pure Python (no numpy needed, never torch):
+Benchmark-side code (not part of the runtime package): ``benchmarks/perf_model.py`` uses it to put
+the published engine beside this project's counted engine.  Two parts, pure Python:
 
 1. **Layer enumeration.** :func:`enumerate_layers` lists the layers of a CoDeNet network
    analytically from a :class:`ModelConfig` (ShuffleNetV2 width, stem, input size, decoder and
    head channels), including the pure data-movement ops (split, concat, shuffle, upsample).
-   :func:`layers_from_program` adapts an integer layer program (list of dicts) to the same records.
-2. **Engines.** :class:`PublishedEngine` models the FPGA'21 Ultra96 design driven per layer from a
-   notebook (one HLS call per layer, CPU glue in numpy); its few physical parameters are
-   calibrated against the published per-call and per-stage timings (see ``docs/perf_model.md``).
-   :class:`FusedEngine` models this project's engine (``shared/DESIGN.md`` section 7): fused
-   pointwise -> offset -> depthwise passes, data movement absorbed into addressing, one start per
-   frame, weights streamed and double-buffered.
-3. **Reports.** :func:`estimate` returns a :class:`Report` with per-call/per-pass rows and per-frame
-   totals; :func:`resources` estimates DSP48E2 and BRAM36 use of a :class:`FusedEngine`.
+2. **The published engine.** :class:`PublishedEngine` models the FPGA'21 Ultra96 design driven per
+   layer from a notebook (one HLS call per layer, CPU glue in numpy).  Ten of its parameters are
+   *fitted* to published numbers (:data:`FITTED_PARAMETERS` says which data each was fitted to);
+   ``benchmarks/perf_model.py`` reports the in-sample errors and the out-of-sample errors of a
+   leave-one-out refit.  Its predictions are a model, never a measurement of this project's engine.
 
-``python -m codenet_pynq.perfmodel --config c --engine published`` prints a report.
-
-Conventions: feature maps NHWC int8, weights int4 (first layer int8), one byte per activation.
-Times in milliseconds unless a name says otherwise. "published" numbers are the FPGA'21 paper and
-its hardware artifact notebook; everything this module computes is a model prediction.
+Our engine has no formula here: its figures are *counted* by the C simulation (hls_src/cn_account.h,
+``codenet_pynq.accel.emulib.account``).  "published" numbers are the FPGA'21 paper and its hardware
+artifact notebook.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -415,8 +409,23 @@ ZU3EG_BRAM36 = 216
 PUBLISHED_RESOURCES = {"dsp": 360, "bram36": 216, "lut": 34144, "ff": 41827, "clock_mhz": 250}
 
 # --------------------------------------------------------------------------------------------
-# Engines
+# The published engine
 # --------------------------------------------------------------------------------------------
+
+#: Parameters of :class:`PublishedEngine` fitted to published numbers, with the data each was
+#: fitted to (``benchmarks/perf_model.py --calibrate`` reruns the fit, one group at a time).
+FITTED_PARAMETERS: Dict[str, str] = {
+    "call_overhead_us": "16 per-call timings + conv totals of a, c, d",
+    "pw_restart_cycles": "16 per-call timings + conv totals of a, c, d",
+    "lb_restart_cycles": "16 per-call timings + conv totals of a, c, d",
+    "cpu_op_us": "split stage of a..e",
+    "cpu_strided_gbps": "shuffle stage of a..e",
+    "cpu_copy_l2_gbps": "upsample stage of a..e",
+    "cpu_copy_gbps": "upsample stage of a..e",
+    "cpu_conv_gmacs": "first-layer stage of a, c",
+    "cpu_conv_fixed_us": "first-layer stage of a, c",
+    "reg_write_us": "paper fps of a..e",
+}
 
 
 @dataclass(frozen=True)
@@ -471,70 +480,9 @@ class PublishedEngine(EngineParams):
     reg_writes_per_call: int = 16
 
 
-@dataclass(frozen=True)
-class FusedEngine(EngineParams):
-    """This project's engine (DESIGN.md section 7).
-
-    One pass = [1x1 conv PA x PE] -> [square-offset 1x1, PO lanes] -> [3x3 depthwise (deformable)
-    PD lanes x 9 taps] -> requant -> write, with the stages streaming into each other on chip.
-    Split/concat/shuffle are absorbed into addressing, upsample is done on write (DESIGN) or in
-    the line buffer (``upsample="in_linebuffer"``: 1x1 convs commute with nearest upsampling, so
-    the pass runs its 1x1 stages at low resolution). One start per frame from a layer program.
-    """
-
-    name: str = "ours"
-    pa: int = 16
-    pe: int = 16
-    pd: int = 16
-    po: int = 16
-    dram_gbps: float = 4.0
-    upsample: str = "on_write"  # or "in_linebuffer"
-    #: Largest square offset (dilation 1 + s); the line buffer holds 2 * (1 + max_offset) + 1 rows.
-    max_offset: int = 6
-    max_width: int = 128
-    #: Per pass: descriptor fetch, AXI burst setup, pipeline drain.
-    pass_setup_cycles: int = 200
-    pipeline_depth: int = 40
-    #: Per-pixel pipeline restarts (0 = loops flattened to II=1; the published engine pays 12 per
-    #: 1x1 output group and 2 x 38 per pixel in its line buffer -- a sensitivity knob).
-    pw_restart_cycles: float = 0.0
-    dw_restart_cycles: float = 0.0
-    #: Per frame: a few register writes, cache clean/invalidate of input and outputs, done wait.
-    frame_overhead_us: float = 300.0
-    weight_double_buffer: bool = True
-    #: 8-bit first-layer weights on the 4-bit datapath: two nibble passes.
-    stem_weight_passes: int = 2
-    #: 4-bit x 8-bit products per DSP48E2 (two weights sharing one activation in the 27x18 mult).
-    pw_macs_per_dsp: int = 2
-    #: Depthwise multipliers: "dsp" (one per DSP, no shared operand) or "lut" (fabric multipliers).
-    dw_mult: str = "dsp"
-
-    def __post_init__(self) -> None:
-        if self.upsample not in ("on_write", "in_linebuffer"):
-            raise ValueError("upsample must be 'on_write' or 'in_linebuffer'")
-        if self.dw_mult not in ("dsp", "lut"):
-            raise ValueError("dw_mult must be 'dsp' or 'lut'")
-        for k in ("pa", "pe", "pd", "po"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1")
-
-    @property
-    def linebuffer_rows(self) -> int:
-        return 2 * (1 + self.max_offset) + 1
-
-
-#: The published engine with the calibrated defaults.
 PUBLISHED_ENGINE = PublishedEngine()
 
 #: Parameter sets of our engine that fit the ZU3EG's 360 DSPs (see :func:`resources`).
-OUR_ENGINES: Dict[str, FusedEngine] = {
-    "ours-16x16": FusedEngine(name="ours-16x16", pa=16, pe=16, pd=16, po=16, dw_mult="dsp"),
-    "ours-16x32": FusedEngine(name="ours-16x32", pa=16, pe=32, pd=16, po=16, dw_mult="lut"),
-    "ours-16x32-ulb": FusedEngine(name="ours-16x32-ulb", pa=16, pe=32, pd=16, po=16, dw_mult="lut",
-                                  upsample="in_linebuffer"),
-}
-DEFAULT_OUR_ENGINE = "ours-16x32"
-
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
@@ -798,240 +746,11 @@ def _published_report(layers: Sequence[Layer], eng: PublishedEngine, config: str
     return rep
 
 
-# --------------------------------------------------------------------------------------------
-# Our fused engine model
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Pass:
-    """One fused pass of our engine: any of stem/pw -> offset -> dw/maxpool."""
-
-    pw: Optional[Layer] = None
-    offset: Optional[Layer] = None
-    dw: Optional[Layer] = None
-
-    @property
-    def layers(self) -> List[Layer]:
-        return [la for la in (self.pw, self.offset, self.dw) if la is not None]
-
-    @property
-    def name(self) -> str:
-        return "+".join(la.name for la in self.layers)
-
-    @property
-    def first(self) -> Layer:
-        return self.layers[0]
-
-    @property
-    def last(self) -> Layer:
-        return self.dw if self.dw is not None else (self.pw if self.pw is not None else self.first)
-
-
-def fused_passes(layers: Sequence[Layer]) -> List[Pass]:
-    """Group layers into fused passes: a 1x1 (or the stem) takes the offset conv and the depthwise
-    conv (or maxpool) that consume its output, provided nothing outside the pass reads that
-    output; an offset conv takes the depthwise conv that shares its input. Data-movement ops cost
-    nothing here (absorbed into addressing)."""
-    compute = [la for la in layers if la.is_conv or la.op == "maxpool"]
-    consumers: Dict[str, List[str]] = {}
-    for la in layers:
-        for s in la.inputs:
-            consumers.setdefault(s, []).append(la.name)
-    passes: List[Pass] = []
-    i = 0
-    while i < len(compute):
-        la = compute[i]
-        p = Pass()
-        if la.role == "offset":
-            p.offset = la
-        elif la.depthwise or la.op == "maxpool":
-            p.dw = la
-        else:
-            p.pw = la
-        j = i + 1
-        if p.pw is not None:
-            nxt = compute[j:j + 2]
-            users = set(consumers.get(la.name, []))
-            if nxt and nxt[0].role == "offset" and nxt[0].inputs[:1] == (la.name,):
-                cand_off, rest = nxt[0], nxt[1:]
-            else:
-                cand_off, rest = None, nxt[:1]
-            cand_dw = rest[0] if rest and (rest[0].depthwise or rest[0].op == "maxpool") \
-                and rest[0].inputs[:1] == (la.name,) else None
-            inside = {x.name for x in (cand_off, cand_dw) if x is not None}
-            if cand_dw is not None and users <= inside:
-                p.offset, p.dw = cand_off, cand_dw
-                j += len(inside)
-        elif p.offset is not None and j < len(compute):
-            nxt = compute[j]
-            if nxt.depthwise and nxt.inputs[:1] == la.inputs[:1]:
-                p.dw = nxt
-                j += 1
-        passes.append(p)
-        i = j
-    return passes
-
-
-def _fused_report(layers: Sequence[Layer], eng: FusedEngine, config: str) -> Report:
-    rep = Report(config=config, engine=eng.name, clock_mhz=eng.clock_mhz,
-                 macs=sum(la.macs for la in layers))
-    clk = eng.clock_mhz * 1e3
-    by_name = {la.name: la for la in layers}
-    consumers: Dict[str, List[Layer]] = {}
-    for la in layers:
-        for s in la.inputs:
-            consumers.setdefault(s, []).append(la)
-    bank = weight_bank_bytes(eng)
-    prev_body = 0.0
-    for p in fused_passes(layers):
-        first, last = p.first, p.last
-        # Input of the pass: is it an upsampled tensor (commuted into the line buffer)?
-        src = by_name.get(first.inputs[0]) if first.inputs else None
-        low_res = eng.upsample == "in_linebuffer" and src is not None and src.op == "upsample"
-        f = 2 if low_res else 1
-        h_in, w_in = first.h_in // f, first.w_in // f
-        # Stage cycles.
-        pw_cyc = off_cyc = dw_cyc = 0.0
-        if p.pw is not None:
-            la = p.pw
-            hp, wp = la.h_out // f, la.w_out // f
-            if la.role == "stem":
-                pw_cyc = (la.h_out * la.w_out * _ceil_div(la.k * la.k * la.c_in, eng.pa)
-                          * _ceil_div(la.c_out, eng.pe) * eng.stem_weight_passes)
-            else:
-                ocg = _ceil_div(la.c_out, eng.pe) * la.groups
-                pw_cyc = hp * wp * ocg * (_ceil_div(la.c_in // la.groups, eng.pa) + eng.pw_restart_cycles)
-        if p.offset is not None:
-            la = p.offset
-            off_cyc = (la.h_out // f) * (la.w_out // f) * _ceil_div(la.c_in * la.k * la.k, eng.po)
-        rows_ahead = 0
-        if p.dw is not None:
-            la = p.dw
-            fd = f
-            cg = _ceil_div(la.c_in, eng.pd)
-            ingest = (la.h_in // fd) * (la.w_in // fd) * (cg + eng.dw_restart_cycles)
-            dw_cyc = max(ingest, la.h_out * la.w_out * (cg + eng.dw_restart_cycles))
-            reach = (1 + eng.max_offset) if la.deformable else la.k // 2
-            rows_ahead = _ceil_div(reach, fd)
-        # DRAM traffic.
-        in_bytes = h_in * w_in * first.c_in
-        out_bytes = last.act_out_bytes
-        outs = consumers.get(last.name, [])
-        if eng.upsample == "on_write" and any(c.op == "upsample" for c in outs):
-            out_bytes *= 4
-        if p.offset is not None and p.dw is None:
-            out_bytes += p.offset.act_out_bytes
-        wbytes = sum(la.weight_bytes for la in p.layers) + 8 * sum(la.c_out for la in p.layers)
-        tiles = max(1, math.ceil((p.pw.weight_bytes if p.pw is not None else 0.0) / bank))
-        dram = in_bytes * tiles + out_bytes + wbytes
-        mem_cyc = (in_bytes * tiles + out_bytes) / eng.bytes_per_cycle
-        w_cyc = wbytes / eng.bytes_per_cycle
-        body = max(pw_cyc, off_cyc, dw_cyc, mem_cyc)
-        bound = "memory" if body == mem_cyc else "compute"
-        # The depthwise stage starts ``rows_ahead`` rows after its producer and ends as many rows
-        # after it: the lag is those rows of the faster of the two.
-        producer = max(pw_cyc, off_cyc, in_bytes / eng.bytes_per_cycle)
-        lag = min(producer, dw_cyc) if p.pw is not None or p.offset is not None else 0.0
-        fill = eng.pipeline_depth + (rows_ahead / max(1, h_in)) * lag
-        exposed_w = max(0.0, w_cyc - prev_body) if eng.weight_double_buffer else w_cyc
-        cyc = eng.pass_setup_cycles + body + fill + exposed_w
-        prev_body = body
-        cat = "first_layer" if first.section == "stem" else "conv"
-        kinds = []
-        if p.pw is not None:
-            kinds.append("stem" if p.pw.role == "stem" else f"1x1 {p.pw.c_in}->{p.pw.c_out}")
-        if p.offset is not None:
-            kinds.append("offset")
-        if p.dw is not None:
-            kinds.append(("maxpool" if p.dw.op == "maxpool" else "dw3x3" + ("-deform" if p.dw.deformable else ""))
-                         + f"/s{p.dw.stride}")
-        detail = " + ".join(kinds) + f" @{h_in}x{w_in}" + (" (low-res 1x1)" if low_res else "")
-        if tiles > 1:
-            detail += f" [{tiles} weight tiles]"
-        rep.rows.append(Row(p.name, first.section, cat, "accel", cyc / clk, cycles=cyc, bound=bound,
-                            macs=sum(la.macs for la in p.layers), dram_bytes=dram, detail=detail))
-    rep.rows.append(Row("frame", "frame", "host", "host", eng.frame_overhead_us * 1e-3, bound="overhead",
-                        detail="one start per frame + cache maintenance + done wait"))
-    return rep
-
-
-def estimate(layers: Sequence[Layer], engine: EngineParams, config: str = "") -> Report:
-    """Per-row and per-frame time of ``layers`` on ``engine``."""
-    if isinstance(engine, PublishedEngine):
-        return _published_report(layers, engine, config)
-    if isinstance(engine, FusedEngine):
-        return _fused_report(layers, engine, config)
-    raise TypeError(f"unsupported engine type {type(engine).__name__}")
-
-
-# --------------------------------------------------------------------------------------------
-# Resources of our engine
-# --------------------------------------------------------------------------------------------
-
-BRAM36_BITS = 36 * 1024
-BRAM36_WIDTH = 72  # bits, at 512 deep
-
-
-def weight_bank_bytes(eng: FusedEngine) -> float:
-    """Capacity of one 1x1 weight bank: as many BRAM36 as the PA*PE*4-bit read port needs."""
-    return _ceil_div(eng.pa * eng.pe * 4, BRAM36_WIDTH) * BRAM36_BITS / 8
-
-
-@dataclass(frozen=True)
-class Resources:
-    dsp: int
-    bram36: int
-    lut_mult: int
-    detail: Dict[str, int]
-
-    def fits(self, dsp: int = ZU3EG_DSP, bram36: int = ZU3EG_BRAM36) -> bool:
-        return self.dsp <= dsp and self.bram36 <= bram36
-
-
-def resources(eng: FusedEngine, layers: Optional[Sequence[Layer]] = None) -> Resources:
-    """DSP48E2 / BRAM36 estimate of a :class:`FusedEngine`.
-
-    DSP: the 1x1 array packs ``pw_macs_per_dsp`` 4x8-bit products per DSP (two weights against a
-    shared activation); depthwise taps have no shared operand, one MAC per DSP or fabric LUTs;
-    one DSP per requantisation lane (acc x M, 27x18); the offset dot product one DSP per lane.
-    BRAM: double-buffered 1x1 and 3x3 weight banks sized by their read-port width, the line
-    buffer (rows x width x channels, two copies for the three window reads per row), the 1x1
-    input-pixel buffer, and a fixed allowance for AXI FIFOs. Requant parameters live in LUTRAM.
-    """
-    dsp_pw = _ceil_div(eng.pa * eng.pe, eng.pw_macs_per_dsp)
-    dsp_dw = eng.pd * 9 if eng.dw_mult == "dsp" else 0
-    dsp_rq = eng.pe + eng.pd + 1
-    dsp_off = eng.po
-    lut_mult = eng.pd * 9 if eng.dw_mult == "lut" else 0
-    bram_w1 = 2 * _ceil_div(eng.pa * eng.pe * 4, BRAM36_WIDTH)
-    bram_w3 = 2 * _ceil_div(eng.pd * 9 * 4, BRAM36_WIDTH)
-    # Line buffer: the widest deformable map decides the capacity.
-    rows = eng.linebuffer_rows
-    width, chans = eng.max_width, 64
-    if layers is not None:
-        dws = [la for la in layers if la.depthwise]
-        if dws:
-            cap_needed = max((rows if la.deformable else 3) * la.w_in * _pad16(la.c_in) for la in dws)
-            width = max(la.w_in for la in dws)
-            chans = max(cap_needed // (rows * width), 16)
-    if eng.upsample == "in_linebuffer":
-        rows, width = rows // 2 + 1, max(1, width // 2)
-    depth_words = width * _ceil_div(chans, eng.pd)
-    per_row = _ceil_div(eng.pd * 8, BRAM36_WIDTH) * _ceil_div(depth_words, 512)
-    bram_lb = 2 * rows * per_row
-    bram_in = 2 * _ceil_div(eng.pa * 8, BRAM36_WIDTH)
-    bram_misc = 12
-    detail = {"dsp_pw": dsp_pw, "dsp_dw": dsp_dw, "dsp_requant": dsp_rq, "dsp_offset": dsp_off,
-              "bram_w1x1": bram_w1, "bram_w3x3": bram_w3, "bram_linebuffer": bram_lb, "bram_in": bram_in,
-              "bram_misc": bram_misc}
-    return Resources(dsp_pw + dsp_dw + dsp_rq + dsp_off, bram_w1 + bram_w3 + bram_lb + bram_in + bram_misc,
-                     lut_mult, detail)
-
-
-# --------------------------------------------------------------------------------------------
-# Validation helpers
-# --------------------------------------------------------------------------------------------
+def estimate(layers: Sequence[Layer], engine: PublishedEngine, config: str = "") -> Report:
+    """Per-row and per-frame time of ``layers`` on the published engine model."""
+    if not isinstance(engine, PublishedEngine):
+        raise TypeError(f"unsupported engine type {type(engine).__name__}")
+    return _published_report(layers, engine, config)
 
 
 def published_validation(eng: PublishedEngine = PUBLISHED_ENGINE) -> Dict[str, Dict[str, float]]:
@@ -1071,53 +790,22 @@ def published_call_check(eng: PublishedEngine = PUBLISHED_ENGINE) -> List[Tuple[
 # --------------------------------------------------------------------------------------------
 
 
-def _engine_from_args(args: argparse.Namespace) -> EngineParams:
-    if args.engine == "published":
-        return replace(PUBLISHED_ENGINE, clock_mhz=args.clock)
-    base = OUR_ENGINES.get(DEFAULT_OUR_ENGINE if args.engine == "ours" else args.engine)
-    if base is None:
-        raise SystemExit(f"unknown engine {args.engine!r}; choose published or one of {sorted(OUR_ENGINES)}")
-    kw = {"clock_mhz": args.clock}
-    for k in ("pa", "pe", "pd", "dram_gbps"):
-        v = getattr(args, k)
-        if v is not None:
-            kw[k] = v
-    if args.upsample:
-        kw["upsample"] = args.upsample
-    return replace(base, **kw)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m codenet_pynq.perfmodel",
-                                 description="Cycle-level performance model of CoDeNet accelerators.")
+    ap = argparse.ArgumentParser(prog="python benchmarks/published_model.py",
+                                 description="Model of the published FPGA'21 engine (fitted to its published timings).")
     ap.add_argument("--config", default="c", help="a..e (FPGA'21 configs)")
-    ap.add_argument("--graph", default=None, choices=("deployed", "notebook"),
-                    help="network graph (default: notebook for the published engine, deployed otherwise)")
-    ap.add_argument("--engine", default=DEFAULT_OUR_ENGINE,
-                    help=f"published | ours (= {DEFAULT_OUR_ENGINE}) | {' | '.join(sorted(OUR_ENGINES))}")
+    ap.add_argument("--graph", default="notebook", choices=("deployed", "notebook"),
+                    help="network graph (default: the graph the published notebook timed)")
     ap.add_argument("--clock", type=float, default=250.0, help="clock in MHz")
-    ap.add_argument("--input-size", type=int, default=None)
-    ap.add_argument("--pa", type=int, default=None)
-    ap.add_argument("--pe", type=int, default=None)
-    ap.add_argument("--pd", type=int, default=None)
-    ap.add_argument("--dram-gbps", dest="dram_gbps", type=float, default=None)
-    ap.add_argument("--upsample", choices=("on_write", "in_linebuffer"), default=None)
     ap.add_argument("--summary", action="store_true", help="totals only, no per-row table")
     args = ap.parse_args(argv)
-    eng = _engine_from_args(args)
-    graph = args.graph or ("notebook" if isinstance(eng, PublishedEngine) else "deployed")
-    cfg = named_config(args.config, graph=graph)
-    if args.input_size:
-        cfg = replace(cfg, input_size=args.input_size)
+    eng = replace(PUBLISHED_ENGINE, clock_mhz=args.clock)
+    cfg = named_config(args.config, graph=args.graph)
     layers = enumerate_layers(cfg)
     rep = estimate(layers, eng, cfg.name)
     print(rep.to_markdown(per_row=not args.summary))
     tot = network_totals(layers)
     print(f"network: {tot.gmacs:.3f} GMACs, {tot.params / 1e6:.3f} M weights, {tot.params_mib:.3f} MiB packed")
-    if isinstance(eng, FusedEngine):
-        r = resources(eng, layers)
-        print(f"resources: {r.dsp} DSP48E2 (of {ZU3EG_DSP}), {r.bram36} BRAM36 (of {ZU3EG_BRAM36}), "
-              f"{r.lut_mult} LUT multipliers; {r.detail}")
     return 0
 
 
