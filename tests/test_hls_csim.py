@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict
@@ -337,3 +338,27 @@ def test_missing_library_says_how_to_build(tmp_path, monkeypatch):
     monkeypatch.delenv("CODENET_EMU_LIB", raising=False)
     with pytest.raises(BackendError, match="make -C hls_src lib"):
         emulib.find_library()
+
+
+# --------------------------------------------------------------------------- issue-11 checks via make csim
+def _make_csim(args, tmp_path: Path) -> str:
+    out = tmp_path / "vec"
+    subprocess.run([sys.executable, "-m", "codenet_pynq.accel.vectors", "--out", str(out), *args], check=True,
+                   capture_output=True, text=True, timeout=900)
+    r = subprocess.run(["make", "-C", str(HLS), "csim", f"VECTORS={out}"], capture_output=True, text=True,
+                       timeout=1200)
+    assert r.returncode == 0 and " 0 mismatches, 0 errors" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    return r.stdout
+
+
+def test_make_csim_shipped_model_and_fpga21_256(hls_build, tmp_path):
+    """`make -C hls_src csim` after writing vectors as documented: the shipped model and the FPGA'21
+    1.0x network (stride-4 stem, decoder 256/128/64, head 64) at 256, ap_int build."""
+    model = ROOT / "codenet_pynq" / "models" / "shapes_default.codenet"
+    out = _make_csim(["--model", str(model), "--fpga21", "256", "--random", "2"], tmp_path)
+    assert "csim: 4 folder(s)" in out
+
+
+@pytest.mark.slow
+def test_make_csim_fpga21_512(hls_build, tmp_path):
+    assert "csim: 1 folder(s)" in _make_csim(["--fpga21", "512"], tmp_path)

@@ -87,6 +87,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--random", type=int, default=0, help="number of random_program() vectors")
     ap.add_argument("--size", type=int, default=32, help="input size of the random programs")
     ap.add_argument("--codenet", type=int, nargs="*", default=[], help="codenet_like_program input sizes")
+    ap.add_argument("--fpga21", type=int, nargs="*", default=[],
+                    help="input sizes of the FPGA'21 network (1.0x, stride-4 stem, decoder 256/128/64, head 64)")
+    ap.add_argument("--model", nargs="*", default=[], help="quantized .codenet artifacts (their integer program)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -100,6 +103,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prog = codenet_like_program(rng, input_size=s)
         img = rng.integers(0, 256, (s, s, 3), dtype=np.uint8)
         write_program_vectors(prog, img, out / f"codenet_{s}", check_all=False)
+    for s in args.fpga21:
+        rng = np.random.default_rng(args.seed)
+        prog = codenet_like_program(rng, input_size=s, decoder=(256, 128, 64), head=64, stem="conv_s4")
+        img = rng.integers(0, 256, (s, s, 3), dtype=np.uint8)
+        write_program_vectors(prog, img, out / f"fpga21_{s}", check_all=False)
+    for path in args.model:
+        from ..artifact import load_artifact
+
+        prog = load_artifact(path).program()
+        shape = prog.tensors[prog.input].shape
+        img = np.random.default_rng(args.seed).integers(0, 256, shape, dtype=np.uint8)
+        write_program_vectors(prog, img, out / Path(path).stem, check_all=False)
     print(f"wrote vectors under {out}")
     return 0
 
