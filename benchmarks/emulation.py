@@ -2,8 +2,8 @@
 numpy golden, for the whole 1.0x network at 256 and 512 (and the shipped default model).
 
 ``python benchmarks/emulation.py [--runs 3]`` (builds hls_src/build/libcodenet_emu.so with make
-first). Also reports the engine's own cycle counter converted at 250 MHz: an optimistic bound
-(every pipelined loop at one iteration per clock, no memory stalls), not a board measurement.
+first). Also reports the engine's counted cycles at 250 MHz (the cycle and burst account of
+hls_src/cn_account.h), counted from the code's loops and bursts, not a board measurement.
 """
 
 from __future__ import annotations
@@ -55,11 +55,10 @@ def main() -> None:
         print(rows[-1], flush=True)
     body = (f"## Accelerator emulation on the host\n\nMachine: {head}. Command: `{command()}`, median of {a.runs}.\n\n"
             + table(["network", "descriptors", "emulation s/frame", "numpy golden s/frame",
-                     "engine cycle counter at 250 MHz (ms)", "fps bound"], rows)
-            + "\n\nThe cycle counter counts the engine's loop iterations (one per clock for pipelined loops, no "
-              "memory stalls): an optimistic bound for this engine's structure. The performance model "
-              "([perf_model.md](perf_model.md)) adds DRAM bandwidth and per-pass overheads and models a "
-              "schedule that also overlaps the depthwise and 1x1 arrays.\n")
+                     "counted ms at 250 MHz", "counted fps"], rows)
+            + "\n\nEmulation and golden times are measured on this host. Counted: the engine's account (every "
+              "loop at its declared II plus its pipeline depth per entry, every m_axi access as bursts under the "
+              "LPDDR4 model; [perf_model.md](perf_model.md)), not a board measurement.\n")
     write_section("emulation", body)
 
 

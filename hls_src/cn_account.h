@@ -51,12 +51,14 @@ struct account_t {
 extern account_t g_acct;
 
 static inline uint64_t acct_issue_floor() {
+#pragma HLS INLINE
     // a short burst still occupies the port for latency / outstanding cycles (at 250 MHz)
     const uint64_t lat = (uint64_t)CN_DDR_LAT_NS * 250 / 1000;
     return (lat + CN_AXI_OUTSTANDING - 1) / CN_AXI_OUTSTANDING;
 }
 
 static inline void acct_close(int port) {
+#pragma HLS INLINE
     acct_port_state_t &s = g_acct.port[port];
     if (g_acct.cur && s.run) {
         const uint64_t fl = acct_issue_floor();
@@ -67,6 +69,7 @@ static inline void acct_close(int port) {
 }
 
 static inline void acct_axi(int port, uint64_t word) {
+#pragma HLS INLINE
     if (!g_acct.cur) return;
     acct_port_state_t &s = g_acct.port[port];
     const bool cont = s.run && word == s.next && s.run < CN_AXI_BURST_MAX && (word * CN_WORD_BYTES) % 4096 != 0;
@@ -77,12 +80,14 @@ static inline void acct_axi(int port, uint64_t word) {
 }
 
 static inline void acct_axi_end(int port) {
+#pragma HLS INLINE
     if (!g_acct.cur) return;
     if (g_acct.port[port].run) g_acct.cur->entries[port] += 1;
     acct_close(port);
 }
 
 static inline void acct_loop(int proc, uint64_t trip, int ii, int depth) {
+#pragma HLS INLINE
     if (g_acct.cur && trip) g_acct.cur->loop_cycles[proc] += trip * (uint64_t)ii + (uint64_t)depth;
 }
 

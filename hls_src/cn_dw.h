@@ -118,13 +118,24 @@ DW_PASSES:
                 const int dd = dil + (has_off ? (int)offmap[lb_slot(oy) * CN_MAX_W + ox] : 0);
                 word_t tw[9];
                 bool tin[9];
+#pragma HLS ARRAY_PARTITION variable = tw complete
+#pragma HLS ARRAY_PARTITION variable = tin complete
+                int ta[9];
+#pragma HLS ARRAY_PARTITION variable = ta complete
                 for (int t = 0; t < 9; t++) {
 #pragma HLS UNROLL
                     const int iy = cy + (t / 3 - 1) * dd;
                     const int ix = cx + (t % 3 - 1) * dd;
                     tin[t] = iy >= 0 && ix >= 0 && iy < H && ix < W;
-                    const int a = lb_slot(tin[t] ? iy : 0) * CN_LB_WORDS + (tin[t] ? ix : 0) * pg + g;
-                    tw[t] = t < 5 ? lb_a[a] : lb_b[a];
+                    ta[t] = lb_slot(tin[t] ? iy : 0) * CN_LB_WORDS + (tin[t] ? ix : 0) * pg + g;
+                }
+                for (int t = 0; t < 5; t++) {  // taps 0..4 from copy a (two ports: II 3)
+#pragma HLS UNROLL
+                    tw[t] = lb_a[ta[t]];
+                }
+                for (int t = 5; t < 9; t++) {  // taps 5..8 from copy b
+#pragma HLS UNROLL
+                    tw[t] = lb_b[ta[t]];
                 }
                 word_t o = word_zero();
                 const int gg = g0 + g;

@@ -105,6 +105,7 @@ WLOAD:
 static void cn_mac(const desc_t &d, const plan_t &p, const word_t *wgt, const stage_params_t &sp,
                    hls::stream<word_t> &in_s, hls::stream<word_t> &mid_s, hls::stream<uint8_t> &off_s) {
     static word_t wbuf[CN_WBUF_BLOCKS][CN_ENTRY_WORDS];
+#pragma HLS ARRAY_PARTITION variable = wbuf complete dim = 2
     static word_t xbuf[CN_MAX_KT];
     const bool has_mac = d.op == CN_OP_DENSE || (d.op == CN_OP_DWBLOCK && (d.flags & CN_FLAG_HAS_PW));
     const int reps = n_reps(p);
@@ -156,9 +157,13 @@ CHUNKS:
                     xw = xbuf[kt];
                 }
                 act_t x[CN_LANES];
+#pragma HLS ARRAY_PARTITION variable = x complete
                 for (int i = 0; i < CN_LANES; i++) x[i] = decode_act(lane_get(xw, i), sgn);
                 const int e = (go * p.n_kt + kt) * halves + h;
-                mac_entry(wbuf[e], x, st.wbits, h, acc, e);
+                word_t ew[CN_ENTRY_WORDS];  // the 1024-bit entry: one read of the 8 banks of wbuf
+#pragma HLS ARRAY_PARTITION variable = ew complete
+                for (int k = 0; k < CN_ENTRY_WORDS; k++) ew[k] = wbuf[e][k];
+                mac_entry(ew, x, st.wbits, h, acc, e);
                 if (++h == halves) {
                     h = 0;
                     if (++kt == p.n_kt) {

@@ -21,15 +21,23 @@ static bool load_qtable(const word_t *wgt, uint32_t addr, int n_g, qparam_t q[CN
     const uint32_t base = addr / CN_WORD_BYTES;
     const int n = n_g * CN_LANES / 2;
     bool ok = true;
+    qparam_t row[CN_LANES];  // shift register: a group's 16 channels arrive two per word
+#pragma HLS ARRAY_PARTITION variable = row complete
+    int k = 0, g = 0;
 QLOAD:
     for (int i = 0; i < n; i++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 8 max = 1024
         const word_t w = wgt[base + i];
         CN_ACCT_AXI(PORT_PAR, base + i);
-        const int c = 2 * i;
-        ok &= decode_qparam(w, 0, q[c / CN_LANES][c % CN_LANES]);
-        ok &= decode_qparam(w, 1, q[c / CN_LANES][c % CN_LANES + 1]);
+        for (int l = 0; l < CN_LANES - 2; l++) row[l] = row[l + 2];
+        ok &= decode_qparam(w, 0, row[CN_LANES - 2]);
+        ok &= decode_qparam(w, 1, row[CN_LANES - 1]);
+        if (++k == CN_LANES / 2) {  // a whole group: one write to each of the 16 lane banks
+            for (int l = 0; l < CN_LANES; l++) q[g][l] = row[l];
+            k = 0;
+            g++;
+        }
     }
     CN_ACCT_AXI_END(PORT_PAR);
     CN_ACCT_LOOP(PROC_WGT, n, 1, CN_DEPTH_AXI);
