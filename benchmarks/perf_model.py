@@ -341,24 +341,27 @@ def counted(name: str) -> Dict[str, object]:
 
 
 def _budget() -> Dict[str, object]:
-    """DSP / BRAM36 / LUT totals from the budget estimator (hls_src/tools/budget.py)."""
+    """DSP / BRAM36 / LUT totals of the budget estimator (``make -C hls_src budget``)."""
     import subprocess
 
-    tool = os.path.join(ROOT, "hls_src", "tools", "budget.py")
+    hls = os.path.join(ROOT, "hls_src")
+    tool = os.path.join(hls, "tools", "budget.py")
     if not os.path.exists(tool):
         return {}
-    r = subprocess.run([sys.executable, tool, "--json"], capture_output=True, text=True)
-    try:
-        import json
-
-        return json.loads(r.stdout)
-    except ValueError:
-        return {}
+    r = subprocess.run([sys.executable, tool, "--params", os.path.join(hls, "codenet_params.h"), "--resources",
+                        os.path.join(hls, "resources.json"), "--sources", os.path.join(hls, "codenet_top.cpp"),
+                        os.path.join(hls, "cn_desc.cpp"), "-I", hls], capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        cells = line.split()
+        if cells[:1] == ["total"] and len(cells) >= 4:
+            return {"dsp": int(float(cells[1])), "bram36": float(cells[2]), "lut": int(float(cells[3])),
+                    "ok": r.returncode == 0}
+    return {}
 
 
 def section_counted(results: Sequence[Dict[str, object]], budget: Dict[str, object]) -> List[str]:
-    dsp = budget.get("dsp", "n/a")
-    bram = budget.get("bram36", "n/a")
+    dsp = f"{budget['dsp']} ({100 * budget['dsp'] / 360:.0f}%)" if budget else "n/a"
+    bram = f"{budget['bram36']:g} ({100 * budget['bram36'] / 216:.0f}%)" if budget else "n/a"
     rows = []
     for r in results:
         n = str(r["config"])

@@ -17,7 +17,7 @@ uint32_t g_acct_capacity = 0;
 #endif
 
 // Burst-read a bias/M/S table of n_g groups (8 words per group, two channels per word).
-static bool load_qtable(const word_t *wgt, uint32_t addr, int n_g, qparam_t q[CN_MAX_G][CN_LANES]) {
+static bool load_qtable(const word_t *wgt, uint32_t addr, int n_g, qparam_t q[][CN_LANES]) {
     const uint32_t base = addr / CN_WORD_BYTES;
     const int n = n_g * CN_LANES / 2;
     bool ok = true;
@@ -69,7 +69,8 @@ RLOAD:
 static int load_desc_params(const desc_t &d, const plan_t &p, const word_t *wgt, stage_params_t &sp,
                             dw_params_t &dp) {
     static word_t ofrec[CN_MAX_G][1];
-    static qparam_t oq[CN_MAX_G][CN_LANES];
+    static qparam_t oq[1][CN_LANES];
+#pragma HLS BIND_STORAGE variable = ofrec type = ram_1p impl = lutram
     bool ok = true;
     const bool has_pw = (d.flags & CN_FLAG_HAS_PW) != 0;
     if (d.op == CN_OP_DENSE) ok &= load_qtable(wgt, d.main.q_addr, p.n_mid, sp.q);
@@ -136,6 +137,10 @@ extern "C" void codenet_top(const uint32_t *desc, uint32_t n_layers, const word_
 #pragma HLS ARRAY_PARTITION variable = sp.ofw complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = dp.q complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = dp.rec complete dim = 2
+#pragma HLS BIND_STORAGE variable = sp.q type = ram_1p impl = lutram
+#pragma HLS BIND_STORAGE variable = sp.ofw type = ram_1p impl = lutram
+#pragma HLS BIND_STORAGE variable = dp.q type = ram_1p impl = lutram
+#pragma HLS BIND_STORAGE variable = dp.rec type = ram_1p impl = lutram
     uint32_t st = CN_STATUS_OK;
     double total = 0;
     if (n_layers > CN_MAX_LAYERS) {
