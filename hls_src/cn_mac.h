@@ -83,6 +83,7 @@ static inline void mac_entry(const word_t entry[CN_ENTRY_WORDS], const act_t x[C
 
 static void load_mac_weights(const word_t *wgt, uint32_t first_word, int n_words, int wbits,
                              word_t wbuf[CN_WBUF_BLOCKS][CN_ENTRY_WORDS]) {
+#pragma HLS INLINE
 WLOAD:
     for (int i = 0; i < n_words; i++) {
 #pragma HLS PIPELINE II = 1

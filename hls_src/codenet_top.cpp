@@ -18,6 +18,7 @@ uint32_t g_acct_capacity = 0;
 
 // Burst-read a bias/M/S table of n_g groups (8 words per group, two channels per word).
 static bool load_qtable(const word_t *wgt, uint32_t addr, int n_g, qparam_t q[][CN_LANES]) {
+#pragma HLS INLINE
     const uint32_t base = addr / CN_WORD_BYTES;
     const int n = n_g * CN_LANES / 2;
     bool ok = true;
@@ -47,6 +48,7 @@ QLOAD:
 // Burst-read n_g records of `rec` words (rec <= stride) into dst[g][0..rec).
 template <int STRIDE>
 static void load_records(const word_t *wgt, uint32_t addr, int n_g, int rec, word_t dst[CN_MAX_G][STRIDE]) {
+#pragma HLS INLINE
     const uint32_t base = addr / CN_WORD_BYTES;
     const int n = n_g * rec;
     int g = 0, k = 0;
@@ -68,6 +70,7 @@ RLOAD:
 // Everything a descriptor's processes read on chip besides the MAC weights.
 static int load_desc_params(const desc_t &d, const plan_t &p, const word_t *wgt, stage_params_t &sp,
                             dw_params_t &dp) {
+#pragma HLS INLINE
     static word_t ofrec[CN_MAX_G][1];
     static qparam_t oq[1][CN_LANES];
 #pragma HLS BIND_STORAGE variable = ofrec type = ram_1p impl = lutram

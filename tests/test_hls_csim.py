@@ -362,3 +362,23 @@ def test_make_csim_shipped_model_and_fpga21_256(hls_build, tmp_path):
 @pytest.mark.slow
 def test_make_csim_fpga21_512(hls_build, tmp_path):
     assert "csim: 1 folder(s)" in _make_csim(["--fpga21", "512"], tmp_path)
+
+
+def test_compiler_runs_the_engine_checker(lib, monkeypatch):
+    """One checker: the compiler proves each table with the engine's own codenet_check."""
+    from codenet_pynq.accel import compile as comp
+    from codenet_pynq.program import ProgramError
+
+    prog = random_program(np.random.default_rng(3), input_hw=(32, 32))
+    compile_program(prog, verify="always")
+    real = comp._Compiler.encode
+
+    def bad_encode(self, d):  # a planted compiler bug: an output beyond the activation region
+        w = real(self, d)
+        w[P.D_OUT_ADDR] = (1 << 30) - 64
+        return w
+
+    monkeypatch.setattr(comp._Compiler, "encode", bad_encode)
+    with pytest.raises(ProgramError, match="engine's checker"):
+        compile_program(prog, verify="always")
+    compile_program(prog, verify="never")  # the planted bug passes unverified

@@ -865,14 +865,45 @@ class _Compiler:
                                dict(self.prog.outputs), info, self.reuse, 0, wgt_off, act_off)
 
 
-def compile_program(program: Program, params: Optional[HwParams] = None, reuse: bool = True) -> CompiledProgram:
+def compile_program(program: Program, params: Optional[HwParams] = None, reuse: bool = True,
+                    verify: str = "auto") -> CompiledProgram:
     """Compile ``program`` for the accelerator described by ``params`` (default: the header).
 
     ``reuse=False`` gives every buffer its own memory so that all materialised intermediates
     can be read back after a run (tests, debugging).  Raises ProgramError for anything the
-    hardware cannot run.
+    hardware cannot run.  ``verify``: prove the table safe with the engine's own checker (the
+    emulation library's ``codenet_check``: static limits, every DRAM extent, every M and S):
+    ``"auto"`` when the library is built for these parameters, ``"always"`` (an absent library
+    is an error), ``"never"``.
     """
-    return _Compiler(program, params if params is not None else load_params(), reuse).run()
+    if verify not in ("auto", "always", "never"):
+        raise ValueError(f"verify must be 'auto', 'always' or 'never', got {verify!r}")
+    cp = _Compiler(program, params if params is not None else load_params(), reuse).run()
+    if verify != "never":
+        _verify(cp, required=verify == "always")
+    return cp
+
+
+def _verify(cp: CompiledProgram, required: bool) -> None:
+    """Run the engine's checker on a compiled table (one checker for engine, library and compiler)."""
+    from ..errors import BackendError
+    from .emulib import load_library, status_message
+
+    try:
+        lib = load_library()
+    except BackendError:
+        if required:
+            raise
+        return
+    if lib.params.fingerprint() != cp.params.fingerprint():
+        if required:
+            raise ProgramError(f"the emulation library ({lib.path}) was built for other parameters than "
+                               f"{cp.params.source}; cannot verify the descriptor table")
+        return
+    status = lib.check(np.ascontiguousarray(cp.desc_bytes()), cp.n_layers, cp.weights, cp.act_size)
+    if status:
+        raise ProgramError(f"the compiled descriptor table fails the engine's checker: {status_message(status)}; "
+                           "this is a compiler bug, please report it with the model")
 
 
 def macs_per_descriptor(compiled: CompiledProgram) -> Sequence[int]:
