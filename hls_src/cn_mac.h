@@ -161,10 +161,14 @@ CHUNKS:
 #pragma HLS ARRAY_PARTITION variable = x complete
                 for (int i = 0; i < CN_LANES; i++) x[i] = decode_act(lane_get(xw, i), sgn);
                 const int e = (go * p.n_kt + kt) * halves + h;
+#ifdef CN_EMU_NATIVE
+                mac_entry(wbuf[e], x, st.wbits, h, acc, e);  // reads the decoded copy
+#else
                 word_t ew[CN_ENTRY_WORDS];  // the 1024-bit entry: one read of the 8 banks of wbuf
 #pragma HLS ARRAY_PARTITION variable = ew complete
                 for (int k = 0; k < CN_ENTRY_WORDS; k++) ew[k] = wbuf[e][k];
                 mac_entry(ew, x, st.wbits, h, acc, e);
+#endif
                 if (++h == halves) {
                     h = 0;
                     if (++kt == p.n_kt) {
