@@ -129,11 +129,11 @@ class Unit:
     """A parsed translation unit plus the pragmas of every project file it includes."""
 
     path: str
-    tu: "ci.TranslationUnit"
+    tu: ci.TranslationUnit
     project_dirs: Tuple[str, ...]
     pragmas: Dict[str, List[Pragma]]
 
-    def in_project(self, cursor: "ci.Cursor") -> bool:
+    def in_project(self, cursor: ci.Cursor) -> bool:
         f = cursor.location.file
         return bool(f) and os.path.realpath(f.name).startswith(self.project_dirs)
 
@@ -172,7 +172,7 @@ _lib.clang_EvalResult_getAsLongLong.restype = ctypes.c_longlong
 _lib.clang_EvalResult_dispose.argtypes = [ctypes.c_void_p]
 
 
-def evaluate(cursor: "ci.Cursor") -> Optional[int]:
+def evaluate(cursor: ci.Cursor) -> Optional[int]:
     """Integer value of a constant expression (or a const variable's initialiser), else None."""
     res = _lib.clang_Cursor_Evaluate(cursor)
     if not res:
@@ -183,13 +183,13 @@ def evaluate(cursor: "ci.Cursor") -> Optional[int]:
         _lib.clang_EvalResult_dispose(res)
 
 
-def decl_key(cursor: "ci.Cursor") -> Tuple[str, int, int]:
+def decl_key(cursor: ci.Cursor) -> Tuple[str, int, int]:
     """A stable identity for a declaration: its file, line and column."""
     loc = cursor.location
     return (loc.file.name if loc.file else "", loc.line, loc.column)
 
 
-def strip(cursor: "ci.Cursor") -> "ci.Cursor":
+def strip(cursor: ci.Cursor) -> ci.Cursor:
     """Skip parentheses, implicit conversions and casts down to the expression that matters."""
     while True:
         kids = list(cursor.get_children())
@@ -204,7 +204,7 @@ def strip(cursor: "ci.Cursor") -> "ci.Cursor":
             return cursor
 
 
-def conversion_operand(cursor: "ci.Cursor") -> Optional["ci.Cursor"]:
+def conversion_operand(cursor: ci.Cursor) -> Optional[ci.Cursor]:
     """The converted object of an implicit conversion/constructor call with one operand, else None."""
     ref = cursor.referenced
     if ref is None or ref.kind not in (K.CONVERSION_FUNCTION, K.CONSTRUCTOR):
@@ -218,11 +218,11 @@ def conversion_operand(cursor: "ci.Cursor") -> Optional["ci.Cursor"]:
     return None
 
 
-def _tokens(cursor: "ci.Cursor") -> List["ci.Token"]:
+def _tokens(cursor: ci.Cursor) -> List[ci.Token]:
     return list(cursor.get_tokens())
 
 
-def operator(cursor: "ci.Cursor") -> Optional[Tuple[str, List["ci.Cursor"]]]:
+def operator(cursor: ci.Cursor) -> Optional[Tuple[str, List[ci.Cursor]]]:
     """(operator spelling, operands) of a built-in or overloaded operator expression, else None.
 
     Unary operators are returned as ``'u-'``, ``'u*'``, ``'u&'``, ``'++'`` ... with one operand.
@@ -263,7 +263,7 @@ def operator(cursor: "ci.Cursor") -> Optional[Tuple[str, List["ci.Cursor"]]]:
     return None
 
 
-def dependent_member(cursor: "ci.Cursor") -> Optional[str]:
+def dependent_member(cursor: ci.Cursor) -> Optional[str]:
     """For a dependent ``C::name`` reference in a template, the member name; else None."""
     if cursor.kind != K.DECL_REF_EXPR or cursor.referenced is not None:
         return None
@@ -273,7 +273,7 @@ def dependent_member(cursor: "ci.Cursor") -> Optional[str]:
     return None
 
 
-def type_dims(t: "ci.Type") -> Tuple[List[int], "ci.Type"]:
+def type_dims(t: ci.Type) -> Tuple[List[int], ci.Type]:
     """(dimension sizes, element type) of a (possibly decayed) array type; [] for scalars."""
     dims: List[int] = []
     t = t.get_canonical()
@@ -292,7 +292,7 @@ def type_dims(t: "ci.Type") -> Tuple[List[int], "ci.Type"]:
 _APW = re.compile(r"\bap_u?(?:int|fixed|ufixed)<\s*(\d+)")
 
 
-def bit_width(t: "ci.Type") -> int:
+def bit_width(t: ci.Type) -> int:
     """Width in bits of one element: ap_[u]int<N> -> N, structs -> sum of fields, else sizeof."""
     t = t.get_canonical()
     m = _APW.search(t.spelling)
@@ -316,7 +316,7 @@ def bit_width(t: "ci.Type") -> int:
     return 8 * size if size > 0 else 0
 
 
-def project_cursors(unit: Unit) -> Iterator["ci.Cursor"]:
+def project_cursors(unit: Unit) -> Iterator[ci.Cursor]:
     """Top-level declarations of project files, descending into namespaces, extern "C" and records."""
     stack = [c for c in unit.tu.cursor.get_children() if unit.in_project(c)]
     while stack:
@@ -326,7 +326,7 @@ def project_cursors(unit: Unit) -> Iterator["ci.Cursor"]:
             stack[0:0] = [k for k in c.get_children() if unit.in_project(k)]
 
 
-def function_definitions(unit: Unit) -> Dict[Tuple[str, int, str], "ci.Cursor"]:
+def function_definitions(unit: Unit) -> Dict[Tuple[str, int, str], ci.Cursor]:
     """Project function definitions (plain and template) keyed by (file, line, name)."""
     out: Dict[Tuple[str, int, str], ci.Cursor] = {}
     for c in project_cursors(unit):
@@ -335,7 +335,7 @@ def function_definitions(unit: Unit) -> Dict[Tuple[str, int, str], "ci.Cursor"]:
     return out
 
 
-def definition_of(call: "ci.Cursor", defs: Dict[Tuple[str, int, str], "ci.Cursor"]) -> Optional["ci.Cursor"]:
+def definition_of(call: ci.Cursor, defs: Dict[Tuple[str, int, str], ci.Cursor]) -> Optional[ci.Cursor]:
     """The project definition a call expression calls (template instantiations map to the template)."""
     ref = call.referenced
     if ref is None or ref.kind not in (K.FUNCTION_DECL, K.FUNCTION_TEMPLATE, K.CXX_METHOD):
@@ -347,14 +347,14 @@ def definition_of(call: "ci.Cursor", defs: Dict[Tuple[str, int, str], "ci.Cursor
         defs.get((ref.location.file.name, ref.location.line, ref.spelling) if ref.location.file else ("", 0, ""))
 
 
-def body_of(func: "ci.Cursor") -> Optional["ci.Cursor"]:
+def body_of(func: ci.Cursor) -> Optional[ci.Cursor]:
     for k in func.get_children():
         if k.kind == K.COMPOUND_STMT:
             return k
     return None
 
 
-def innermost(cursors: Iterable["ci.Cursor"], file: str, line: int) -> Optional["ci.Cursor"]:
+def innermost(cursors: Iterable[ci.Cursor], file: str, line: int) -> Optional[ci.Cursor]:
     """The cursor with the smallest extent that contains file:line."""
     best = None
     for c in cursors:

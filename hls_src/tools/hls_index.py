@@ -84,7 +84,7 @@ _PURE_OPS = {
 }
 
 
-def text_of(cursor: "ha.ci.Cursor", limit: int = 70) -> str:
+def text_of(cursor: ha.ci.Cursor, limit: int = 70) -> str:
     """Compact source text of an expression, for messages."""
     s = " ".join(t.spelling for t in cursor.get_tokens())
     s = re.sub(r"\s*([\[\]().,:>])\s*", r"\1", s)
@@ -97,7 +97,7 @@ def text_of(cursor: "ha.ci.Cursor", limit: int = 70) -> str:
 class Loop:
     """One loop on the current path (possibly in a caller)."""
 
-    cursor: "ha.ci.Cursor"
+    cursor: ha.ci.Cursor
     var: Optional[Key]
     name: str
     pipelined: bool = False
@@ -115,13 +115,13 @@ class Loop:
 class Ctx:
     """Where an expression is analysed: function, argument bindings, m_axi ports, loops on the path."""
 
-    func: "ha.ci.Cursor"
-    bindings: Tuple[Tuple[Key, "ha.ci.Cursor", "Ctx"], ...] = ()
+    func: ha.ci.Cursor
+    bindings: Tuple[Tuple[Key, ha.ci.Cursor, Ctx], ...] = ()
     ports: Tuple[Tuple[Key, str], ...] = ()
     loops: Tuple[Loop, ...] = ()
     chain: Tuple[Tuple[str, int, str], ...] = ()
 
-    def binding(self, key: Key) -> Optional[Tuple["ha.ci.Cursor", "Ctx"]]:
+    def binding(self, key: Key) -> Optional[Tuple[ha.ci.Cursor, Ctx]]:
         for k, arg, ctx in self.bindings:
             if k == key:
                 return arg, ctx
@@ -133,7 +133,7 @@ class Ctx:
                 return name
         return None
 
-    def with_loop(self, loop: Loop) -> "Ctx":
+    def with_loop(self, loop: Loop) -> Ctx:
         return replace(self, loops=self.loops + (loop,))
 
 
@@ -147,23 +147,23 @@ class Access:
     key: tuple
     chain: List[tuple]
     dims: List[int]
-    elem: Optional["ha.ci.Type"]
-    idx: List[List[Tuple["ha.ci.Cursor", Ctx, int]]] = field(default_factory=list)
-    pending: List[Tuple["ha.ci.Cursor", Ctx, int]] = field(default_factory=list)
+    elem: Optional[ha.ci.Type]
+    idx: List[List[Tuple[ha.ci.Cursor, Ctx, int]]] = field(default_factory=list)
+    pending: List[Tuple[ha.ci.Cursor, Ctx, int]] = field(default_factory=list)
 
-    def copy(self) -> "Access":
+    def copy(self) -> Access:
         return Access(self.kind, self.name, self.key, list(self.chain), self.dims, self.elem,
                       [list(i) for i in self.idx], list(self.pending))
 
-    def flat(self) -> List[Tuple["ha.ci.Cursor", Ctx, int]]:
+    def flat(self) -> List[Tuple[ha.ci.Cursor, Ctx, int]]:
         return [x for dim in self.idx for x in dim] + self.pending
 
 
-def _expr_kids(c: "ha.ci.Cursor") -> List["ha.ci.Cursor"]:
+def _expr_kids(c: ha.ci.Cursor) -> List[ha.ci.Cursor]:
     return [k for k in c.get_children() if k.kind.is_expression()]
 
 
-def _is_pointerish(c: "ha.ci.Cursor") -> bool:
+def _is_pointerish(c: ha.ci.Cursor) -> bool:
     return c.type.get_canonical().kind in (ha.ci.TypeKind.POINTER, ha.ci.TypeKind.CONSTANTARRAY,
                                            ha.ci.TypeKind.INCOMPLETEARRAY)
 
@@ -204,7 +204,7 @@ class Analyzer:
         return key in self.assigned
 
     # ---- resolution of a base expression to a port or an array
-    def resolve(self, expr: "ha.ci.Cursor", ctx: Ctx, depth: int = 0) -> Optional[Access]:
+    def resolve(self, expr: ha.ci.Cursor, ctx: Ctx, depth: int = 0) -> Optional[Access]:
         if depth > 40:
             return None
         e = ha.strip(expr)
@@ -284,7 +284,7 @@ class Analyzer:
             return Access("array", f"{bname}.{fld.spelling}", key, [key], dims, el)
         return None
 
-    def root_decl(self, expr: "ha.ci.Cursor", ctx: Ctx, depth: int = 0) -> Optional[Tuple[str, Key]]:
+    def root_decl(self, expr: ha.ci.Cursor, ctx: Ctx, depth: int = 0) -> Optional[Tuple[str, Key]]:
         """(name, key) of the variable a struct expression names, following reference parameters."""
         e = ha.strip(expr)
         if e.kind != K.DECL_REF_EXPR or e.referenced is None or depth > 40:
@@ -298,7 +298,7 @@ class Analyzer:
         return ref.spelling, key
 
     # ---- linear forms
-    def lin(self, expr: "ha.ci.Cursor", ctx: Ctx, focus: FrozenSet[Key], env: Dict[Key, int],
+    def lin(self, expr: ha.ci.Cursor, ctx: Ctx, focus: FrozenSet[Key], env: Dict[Key, int],
             scope: Optional[Loop], depth: int = 0) -> Lin:
         """Reduce an integer expression to a Lin over the focus loop variables (see module doc)."""
         if depth > 60:
@@ -342,7 +342,7 @@ class Analyzer:
             return Lin(sym=(text_of(e),), dirty=(f"function call {name}()",), salt=salt)
         return Lin(sym=(text_of(e),))
 
-    def _has_subscript(self, c: "ha.ci.Cursor") -> bool:
+    def _has_subscript(self, c: ha.ci.Cursor) -> bool:
         return any(k.kind == K.ARRAY_SUBSCRIPT_EXPR for k in c.walk_preorder())
 
     def _lin_op(self, e, name: str, ops, ctx: Ctx, rec) -> Lin:
@@ -446,7 +446,7 @@ class Analyzer:
             f.start.offset <= scope.cursor.extent.start.offset <= f.end.offset
         return not same_func
 
-    def lin_sum(self, parts: Sequence[Tuple["ha.ci.Cursor", Ctx, int]], focus, env, scope) -> Lin:
+    def lin_sum(self, parts: Sequence[Tuple[ha.ci.Cursor, Ctx, int]], focus, env, scope) -> Lin:
         total = Lin()
         for expr, ctx, sign in parts:
             total = _add(total, self.lin(expr, ctx, focus, env, scope), sign)

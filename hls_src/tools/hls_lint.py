@@ -62,10 +62,10 @@ class Finding:
 
 @dataclass
 class LoopParts:
-    init: Optional["ha.ci.Cursor"]
-    cond: Optional["ha.ci.Cursor"]
-    inc: Optional["ha.ci.Cursor"]
-    body: Optional["ha.ci.Cursor"]
+    init: Optional[ha.ci.Cursor]
+    cond: Optional[ha.ci.Cursor]
+    inc: Optional[ha.ci.Cursor]
+    body: Optional[ha.ci.Cursor]
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Region:
 
     loop: Loop
     depth: int
-    reads: List[Tuple[Access, Ctx, "ha.ci.Cursor"]] = field(default_factory=list)
+    reads: List[Tuple[Access, Ctx, ha.ci.Cursor]] = field(default_factory=list)
 
 
 @dataclass
@@ -84,7 +84,7 @@ class Partition:
     reshape: bool
 
 
-def loop_parts(loop: "ha.ci.Cursor") -> LoopParts:
+def loop_parts(loop: ha.ci.Cursor) -> LoopParts:
     """Split a loop statement into init / cond / inc / body (libclang omits empty parts)."""
     kids = list(loop.get_children())
     if loop.kind == K.WHILE_STMT:
@@ -148,11 +148,11 @@ class Linter:
                         names[m.group(1)] = int(m.group(2), 0)
         return names
 
-    def _is_top(self, d: "ha.ci.Cursor") -> bool:
+    def _is_top(self, d: ha.ci.Cursor) -> bool:
         own, _ = self.fn_pragmas(d)
         return any(p.kind == "INTERFACE" for p in own)
 
-    def fn_pragmas(self, func: "ha.ci.Cursor") -> Tuple[List[ha.Pragma], Dict[int, List[ha.Pragma]]]:
+    def fn_pragmas(self, func: ha.ci.Cursor) -> Tuple[List[ha.Pragma], Dict[int, List[ha.Pragma]]]:
         """(function-level pragmas, loop start offset -> pragmas of that loop body) of a function."""
         key = ha.decl_key(func)
         if key in self._fn_pragmas:
@@ -179,18 +179,18 @@ class Linter:
         self._fn_pragmas[key] = (own, per_loop)
         return own, per_loop
 
-    def is_inlined(self, func: "ha.ci.Cursor") -> bool:
+    def is_inlined(self, func: ha.ci.Cursor) -> bool:
         own, _ = self.fn_pragmas(func)
         return any(p.kind == "INLINE" and not p.has("off") for p in own)
 
-    def add(self, cursor: "ha.ci.Cursor", rule: str, message: str) -> None:
+    def add(self, cursor: ha.ci.Cursor, rule: str, message: str) -> None:
         loc = cursor.location
         file = os.path.relpath(loc.file.name) if loc.file else self.unit.path
         key = (file, loc.line, rule)
         if key not in self.findings:
             self.findings[key] = Finding(file, loc.line, rule, message)
 
-    def loop_name(self, c: "ha.ci.Cursor") -> str:
+    def loop_name(self, c: ha.ci.Cursor) -> str:
         label = self._labels.get(c.hash)
         return f"'{label}'" if label else f"at line {c.location.line}"
 
@@ -210,7 +210,7 @@ class Linter:
                 self.walk(body, ctx, None)
         return sorted(self.findings.values())
 
-    def walk(self, c: "ha.ci.Cursor", ctx: Ctx, region: Optional[Region]) -> None:
+    def walk(self, c: ha.ci.Cursor, ctx: Ctx, region: Optional[Region]) -> None:
         kind = c.kind
         if kind in LOOP_KINDS:
             self.visit_loop(c, ctx, region)
@@ -246,7 +246,7 @@ class Linter:
         for k in c.get_children():
             self.walk(k, ctx, region)
 
-    def visit_subscript(self, c: "ha.ci.Cursor", ctx: Ctx, region: Optional[Region], write: bool) -> None:
+    def visit_subscript(self, c: ha.ci.Cursor, ctx: Ctx, region: Optional[Region], write: bool) -> None:
         acc = self.an.resolve(c, ctx)
         if acc is None:
             for k in c.get_children():
@@ -260,7 +260,7 @@ class Linter:
         for expr, ectx, _ in acc.flat():
             self.walk(expr, ectx, region)
 
-    def visit_call(self, c: "ha.ci.Cursor", ctx: Ctx, region: Optional[Region]) -> None:
+    def visit_call(self, c: ha.ci.Cursor, ctx: Ctx, region: Optional[Region]) -> None:
         fdef = ha.definition_of(c, self.defs)
         if fdef is None:
             for k in c.get_children():
@@ -287,7 +287,7 @@ class Linter:
         if body is not None:
             self.walk(body, sub, region if inlined else None)
 
-    def visit_loop(self, c: "ha.ci.Cursor", ctx: Ctx, region: Optional[Region]) -> None:
+    def visit_loop(self, c: ha.ci.Cursor, ctx: Ctx, region: Optional[Region]) -> None:
         parts = loop_parts(c)
         _, per_loop = self.fn_pragmas(ctx.func)
         prag = per_loop.get(c.extent.start.offset, [])
@@ -343,7 +343,7 @@ class Linter:
                     return ha.decl_key(t.referenced)
         return None
 
-    def _const(self, expr: Optional["ha.ci.Cursor"], ctx: Ctx) -> Optional[int]:
+    def _const(self, expr: Optional[ha.ci.Cursor], ctx: Ctx) -> Optional[int]:
         if expr is None:
             return None
         lin = self.an.lin(expr, ctx, frozenset(), {}, None)
@@ -393,7 +393,7 @@ class Linter:
         return out
 
     @staticmethod
-    def _is_var(expr: "ha.ci.Cursor", var) -> bool:
+    def _is_var(expr: ha.ci.Cursor, var) -> bool:
         e = ha.strip(expr)
         return e.kind == K.DECL_REF_EXPR and e.referenced is not None and ha.decl_key(e.referenced) == var
 
@@ -402,7 +402,7 @@ class Linter:
         return "; ".join(text_of(p, 40) for p in (parts.init, parts.cond, parts.inc) if p is not None)
 
     # ---- rule (a): burstable m_axi index
-    def check_maxi(self, acc: Access, ctx: Ctx, site: "ha.ci.Cursor") -> None:
+    def check_maxi(self, acc: Access, ctx: Ctx, site: ha.ci.Cursor) -> None:
         if not ctx.loops:
             return
         loop = ctx.loops[-1]
@@ -442,7 +442,7 @@ class Linter:
                     out[d] = Partition(kind, max(factor, 1), p.kind == "ARRAY_RESHAPE")
         return out
 
-    def _pragma_target(self, func: "ha.ci.Cursor", name: str):
+    def _pragma_target(self, func: ha.ci.Cursor, name: str):
         base, _, member = name.partition(".")
         for c in func.walk_preorder():
             if c.kind in (K.VAR_DECL, K.PARM_DECL) and c.spelling == base:
