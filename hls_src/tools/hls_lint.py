@@ -531,9 +531,16 @@ class Linter:
 def lint(sources: Sequence[str], include_dirs: Sequence[str] = (), tops: Sequence[str] = ()) -> List[Finding]:
     """Lint engine sources; returns the findings (empty = clean)."""
     out: List[Finding] = []
+    n_tops = 0
     for src in sources:
-        unit = ha.parse(src, include_dirs)
-        out += Linter(unit, tops).run()
+        linter = Linter(ha.parse(src, include_dirs), tops)
+        if not linter.tops and len(sources) > 1:
+            continue  # a source without a top function (kernels reached from another source's top)
+        out += linter.run()
+        n_tops += len(linter.tops)
+    if not n_tops:
+        raise ha.ToolError(f"{', '.join(sources)}: no top function found (no '#pragma HLS INTERFACE' in any "
+                           "function). Pass --top NAME.")
     return sorted(set(out))
 
 
