@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,7 +271,7 @@ def check_source(arrays: Sequence[ArraySpec], sources: Sequence[str], include: S
             continue
         key = (s.function, s.name)
         seen.add(key)
-        where = f"{os.path.relpath(s.file)}:{s.line}"
+        where = f"{s.file}:{s.line}"
         d = declared.get(key)
         if d is None:
             findings.append(f"{where}: undeclared array '{s.name}' in {s.function}() ({s.width}b x "
@@ -281,7 +280,7 @@ def check_source(arrays: Sequence[ArraySpec], sources: Sequence[str], include: S
         if d.width != s.width:
             findings.append(f"{where}: array '{s.name}' in {s.function}() has {s.width}-bit elements, "
                             f"{declared_in} says {d.width}")
-        if math.prod(d.dims) != math.prod(s.dims) or (len(d.dims) == len(s.dims) and d.dims != s.dims):
+        if math.prod(d.dims) != math.prod(s.dims) or (len(d.dims) == len(s.dims) and list(d.dims) != list(s.dims)):
             findings.append(f"{where}: array '{s.name}' in {s.function}() has shape {'x'.join(map(str, s.dims))}, "
                             f"{declared_in} says {'x'.join(map(str, d.dims))}")
     for key, d in declared.items():

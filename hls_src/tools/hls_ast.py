@@ -183,6 +183,12 @@ def evaluate(cursor: ci.Cursor) -> Optional[int]:
         _lib.clang_EvalResult_dispose(res)
 
 
+def display_path(path: str) -> str:
+    """A path relative to the working directory when it lies below it, else absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def decl_key(cursor: ci.Cursor) -> Tuple[str, int, int]:
     """A stable identity for a declaration: its file, line and column."""
     loc = cursor.location

@@ -185,7 +185,7 @@ class Linter:
 
     def add(self, cursor: ha.ci.Cursor, rule: str, message: str) -> None:
         loc = cursor.location
-        file = os.path.relpath(loc.file.name) if loc.file else self.unit.path
+        file = ha.display_path(loc.file.name if loc.file else self.unit.path)
         key = (file, loc.line, rule)
         if key not in self.findings:
             self.findings[key] = Finding(file, loc.line, rule, message)
@@ -399,7 +399,7 @@ class Linter:
 
     @staticmethod
     def _bounds_text(parts: LoopParts) -> str:
-        return "; ".join(text_of(p, 40) for p in (parts.init, parts.cond, parts.inc) if p is not None)
+        return "; ".join(text_of(p, 40).rstrip(";") for p in (parts.init, parts.cond, parts.inc) if p is not None)
 
     # ---- rule (a): burstable m_axi index
     def check_maxi(self, acc: Access, ctx: Ctx, site: ha.ci.Cursor) -> None:

@@ -33,7 +33,7 @@ def _arrays_of(func: ha.ci.Cursor) -> List[SourceArray]:
         dims, el = ha.type_dims(c.type)
         loc = c.location
         if dims:
-            out.append(SourceArray(loc.file.name, loc.line, func.spelling, c.spelling, ha.bit_width(el), tuple(dims)))
+            out.append(SourceArray(ha.display_path(loc.file.name), loc.line, func.spelling, c.spelling, ha.bit_width(el), tuple(dims)))
             continue
         t = c.type.get_canonical()
         if t.kind == ha.ci.TypeKind.RECORD and "hls::stream" not in t.spelling:
@@ -41,7 +41,7 @@ def _arrays_of(func: ha.ci.Cursor) -> List[SourceArray]:
                 if f.kind == K.FIELD_DECL:
                     fd, fel = ha.type_dims(f.type)
                     if fd:
-                        out.append(SourceArray(loc.file.name, loc.line, func.spelling, f"{c.spelling}.{f.spelling}",
+                        out.append(SourceArray(ha.display_path(loc.file.name), loc.line, func.spelling, f"{c.spelling}.{f.spelling}",
                                                ha.bit_width(fel), tuple(fd)))
     return out
 
