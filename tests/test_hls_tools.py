@@ -156,7 +156,7 @@ void top(const int *in, int *out, int n) {
 def test_lint_too_many_reads_of_unpartitioned_array(tmp_path):
     bad = lint_snippet(tmp_path, READS % ("", 1))
     assert rules(bad) == {"ii"}
-    assert "'buf' 8 times" in bad[0].message and "II >= 4" in bad[0].message
+    assert "'buf' 8 distinct elements" in bad[0].message and "II >= 4" in bad[0].message
     # the declared II is met with 8 reads from 2 ports
     assert lint_snippet(tmp_path, READS % ("", 4)) == []
     # cyclic 4: 2 reads per bank, complete: 1 per bank, reshape cyclic 8: one wide word
@@ -223,7 +223,7 @@ def test_lint_flags_the_old_engine():
     assert any("t.addr[" in f.message for f in by_rule["maxi-affine"])      # gather_pixel
     assert any("gather_pixel" in f.message for f in by_rule["pipeline-call"])
     assert any("'lb'" in f.message for f in by_rule["runtime-bank"])        # depthwise taps
-    assert any("'p.w' 144 times" in f.message for f in by_rule["ii"])      # 16 lanes x 9 taps
+    assert any("'p.w' 144 distinct elements" in f.message for f in by_rule["ii"])      # 16 lanes x 9 taps
 
 
 # ------------------------------------------------------------------------------------ budget rules
@@ -337,3 +337,52 @@ def test_budget_drift_check(tmp_path):
                       {"name": "gone", "function": "f", "width_bits": 8, "dims": [4096]}])
     assert len(stale) == 1 and "'gone'" in stale[0]
     assert findings([{"name": "acc", "function": "f", "width_bits": 32, "dims": ["CN_MAX_W*4"]}]) == []
+
+
+TEMPLATE = """
+struct cfg_a { static const int n = 4; };
+struct cfg_b { static const int n = 8; };
+template <class C, int M> static int reduce(const int *buf) {
+#pragma HLS INLINE
+    int s = 0;
+    for (int k = 0; k < C::n * M; k++) s += buf[k];
+    return s;
+}
+void top(const int *in, int *out, int n) {
+""" + PORTS + """
+    static int buf[64];
+#pragma HLS ARRAY_PARTITION variable=buf cyclic factor=4
+    for (int i = 0; i < n; i++) {
+#pragma HLS PIPELINE II=1
+        out[i] = reduce<%s, 2>(buf) + in[i];
+    }
+}
+"""
+
+
+def test_lint_template_arguments_set_trip_counts(tmp_path):
+    assert lint_snippet(tmp_path, TEMPLATE % "cfg_a") == []  # 8 reads over 4 banks
+    bad = lint_snippet(tmp_path, TEMPLATE % "cfg_b")         # 16 reads over 4 banks
+    assert rules(bad) == {"ii"} and "'buf' 16 distinct elements" in bad[0].message
+
+
+WIDE_TOP = """
+void %s(const ap_uint<128> *in, ap_uint<128> *out, int n) {
+""" + PORTS + """
+    static ap_uint<128> buf[64];
+    for (int i = 0; i < n; i++) {
+#pragma HLS PIPELINE II=1
+        ap_uint<128> w = buf[i & 63];
+        out[i] = w.range(7, 0) + buf[i & 63].range(15, 8) + in[i]%s;
+    }
+}
+"""
+
+
+def test_lint_wide_words_count_one_read_per_element(tmp_path):
+    # two tops in one source (one ap_int parse): two reads of one 128-bit element are one read
+    body = '#include "ap_int.h"\n' + WIDE_TOP % ("top_ok", "") + \
+        WIDE_TOP % ("top_bad", " + buf[(i + 1) & 63] + buf[(i + 2) & 63]")
+    found = lint_snippet(tmp_path, body)
+    assert len(found) == 1 and found[0].rule == "ii" and found[0].line > 14
+    assert "'buf' 3 distinct elements per iteration, 3 from one bank" in found[0].message

@@ -149,6 +149,7 @@ def parse(path: str, include_dirs: Sequence[str] = (), extra_args: Sequence[str]
     if not Path(path).is_file():
         raise ToolError(f"{path}: source file not found. Pass existing engine sources (e.g. hls_src/*.cpp).")
     inc = list(include_dirs) or [str(Path(path).resolve().parent)]
+    _MEMO.clear()  # cursor identities of a previous unit may be reused
     index = ci.Index.create()
     tu = index.parse(path, args=clang_args(inc) + list(extra_args))
     errors = [d for d in tu.diagnostics if d.severity >= ci.Diagnostic.Error]
@@ -162,6 +163,21 @@ def parse(path: str, include_dirs: Sequence[str] = (), extra_args: Sequence[str]
 
 
 # ------------------------------------------------------------------------------------ AST helpers
+_MEMO: Dict[tuple, object] = {}
+
+
+def memo(fn):
+    """Cache a one-cursor function by the cursor's identity (cleared for every parsed unit)."""
+    def wrapper(cursor):
+        key = (fn.__name__, bytes(cursor))
+        if key not in _MEMO:
+            _MEMO[key] = fn(cursor)
+        return _MEMO[key]
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
 _lib = ci.conf.lib
 _lib.clang_Cursor_Evaluate.restype = ctypes.c_void_p
 _lib.clang_Cursor_Evaluate.argtypes = [ci.Cursor]
@@ -172,6 +188,7 @@ _lib.clang_EvalResult_getAsLongLong.restype = ctypes.c_longlong
 _lib.clang_EvalResult_dispose.argtypes = [ctypes.c_void_p]
 
 
+@memo
 def evaluate(cursor: ci.Cursor) -> Optional[int]:
     """Integer value of a constant expression (or a const variable's initialiser), else None."""
     res = _lib.clang_Cursor_Evaluate(cursor)
@@ -195,6 +212,7 @@ def decl_key(cursor: ci.Cursor) -> Tuple[str, int, int]:
     return (loc.file.name if loc.file else "", loc.line, loc.column)
 
 
+@memo
 def strip(cursor: ci.Cursor) -> ci.Cursor:
     """Skip parentheses, implicit conversions and casts down to the expression that matters."""
     while True:
@@ -210,6 +228,7 @@ def strip(cursor: ci.Cursor) -> ci.Cursor:
             return cursor
 
 
+@memo
 def conversion_operand(cursor: ci.Cursor) -> Optional[ci.Cursor]:
     """The converted object of an implicit conversion/constructor call with one operand, else None."""
     ref = cursor.referenced
@@ -224,10 +243,12 @@ def conversion_operand(cursor: ci.Cursor) -> Optional[ci.Cursor]:
     return None
 
 
+@memo
 def _tokens(cursor: ci.Cursor) -> List[ci.Token]:
     return list(cursor.get_tokens())
 
 
+@memo
 def operator(cursor: ci.Cursor) -> Optional[Tuple[str, List[ci.Cursor]]]:
     """(operator spelling, operands) of a built-in or overloaded operator expression, else None.
 

@@ -84,11 +84,16 @@ _PURE_OPS = {
 }
 
 
-def text_of(cursor: ha.ci.Cursor, limit: int = 70) -> str:
-    """Compact source text of an expression, for messages."""
+@ha.memo
+def _text(cursor: ha.ci.Cursor) -> str:
     s = " ".join(t.spelling for t in cursor.get_tokens())
     s = re.sub(r"\s*([\[\]().,:>])\s*", r"\1", s)
-    s = re.sub(r"\s*([\[(])", r"\1", s).replace("::", "::")
+    return re.sub(r"\s*([\[(])", r"\1", s)
+
+
+def text_of(cursor: ha.ci.Cursor, limit: int = 70) -> str:
+    """Compact source text of an expression, for messages."""
+    s = _text(cursor)
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
@@ -120,6 +125,13 @@ class Ctx:
     ports: Tuple[Tuple[Key, str], ...] = ()
     loops: Tuple[Loop, ...] = ()
     chain: Tuple[Tuple[str, int, str], ...] = ()
+    tparams: Tuple[Tuple[str, object], ...] = ()  # template parameter -> record cursor (type) or int
+
+    def tparam(self, name: str) -> object:
+        for k, v in self.tparams:
+            if k == name:
+                return v
+        return None
 
     def binding(self, key: Key) -> Optional[Tuple[ha.ci.Cursor, Ctx]]:
         for k, arg, ctx in self.bindings:
@@ -159,8 +171,14 @@ class Access:
         return [x for dim in self.idx for x in dim] + self.pending
 
 
+@ha.memo
 def _expr_kids(c: ha.ci.Cursor) -> List[ha.ci.Cursor]:
     return [k for k in c.get_children() if k.kind.is_expression()]
+
+
+@ha.memo
+def _has_subscript(c: ha.ci.Cursor) -> bool:
+    return any(k.kind == K.ARRAY_SUBSCRIPT_EXPR for k in c.walk_preorder())
 
 
 def _is_pointerish(c: ha.ci.Cursor) -> bool:
@@ -319,7 +337,7 @@ class Analyzer:
             return self._lin_ref(e, ctx, focus, env, scope, depth)
         if kind == K.MEMBER_REF_EXPR:
             base = _expr_kids(e)
-            if base and self._has_subscript(base[0]):
+            if base and _has_subscript(base[0]):
                 return Lin(sym=(text_of(e),), dirty=(f"struct field read from an array ({text_of(e)})",))
             return Lin(sym=(text_of(e),))
         if kind == K.ARRAY_SUBSCRIPT_EXPR:
@@ -342,8 +360,6 @@ class Analyzer:
             return Lin(sym=(text_of(e),), dirty=(f"function call {name}()",), salt=salt)
         return Lin(sym=(text_of(e),))
 
-    def _has_subscript(self, c: ha.ci.Cursor) -> bool:
-        return any(k.kind == K.ARRAY_SUBSCRIPT_EXPR for k in c.walk_preorder())
 
     def _lin_op(self, e, name: str, ops, ctx: Ctx, rec) -> Lin:
         if name in ("++", "--") or name.endswith("=") and name not in ("==", "!=", "<=", ">="):
@@ -393,12 +409,22 @@ class Analyzer:
         ref = e.referenced
         if ref is None:
             member = ha.dependent_member(e)
+            owner = ctx.tparam(next(iter(e.get_tokens())).spelling) if member else None
+            if owner is not None and not isinstance(owner, int):
+                for k in owner.get_children():
+                    if k.kind == K.VAR_DECL and k.spelling == member:
+                        v = ha.evaluate(k)
+                        if v is not None:
+                            return Lin(v)
             vals = self.static_consts.get(member or "", set())
             if len(vals) == 1:
                 return Lin(next(iter(vals)))
             return Lin(sym=(text_of(e),))
         if ref.kind == K.ENUM_CONSTANT_DECL:
             return Lin(ref.enum_value)
+        if ref.kind == K.TEMPLATE_NON_TYPE_PARAMETER:
+            v = ctx.tparam(ref.spelling)
+            return Lin(v) if isinstance(v, int) else Lin(sym=(ref.spelling,))
         key = ha.decl_key(ref)
         if key in env:
             return Lin(env[key])

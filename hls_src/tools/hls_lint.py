@@ -134,6 +134,7 @@ class Linter:
         self._fn_pragmas: Dict[tuple, Tuple[List[ha.Pragma], Dict[int, List[ha.Pragma]]]] = {}
         self._labels: Dict[int, str] = {}
         self.contexts = 0
+        self._array_pragmas: Optional[list] = None
         self.tops = [d for d in self.defs.values() if (d.spelling in tops if tops else self._is_top(d))]
 
     # ---- setup
@@ -185,10 +186,13 @@ class Linter:
 
     def add(self, cursor: ha.ci.Cursor, rule: str, message: str) -> None:
         loc = cursor.location
-        file = ha.display_path(loc.file.name if loc.file else self.unit.path)
-        key = (file, loc.line, rule)
+        self.add_at(loc.file.name if loc.file else self.unit.path, loc.line, rule, message)
+
+    def add_at(self, file: str, line: int, rule: str, message: str) -> None:
+        file = ha.display_path(file)
+        key = (file, line, rule)
         if key not in self.findings:
-            self.findings[key] = Finding(file, loc.line, rule, message)
+            self.findings[key] = Finding(file, line, rule, message)
 
     def loop_name(self, c: ha.ci.Cursor) -> str:
         label = self._labels.get(c.hash)
@@ -282,10 +286,29 @@ class Linter:
             raise ha.ToolError(f"{self.unit.path}: call graph too large to lint (over 20000 call contexts).")
         params = [k for k in fdef.get_children() if k.kind == K.PARM_DECL]
         bindings = tuple((ha.decl_key(p), a, ctx) for p, a in zip(params, args))
-        sub = Ctx(fdef, bindings, (), ctx.loops, ctx.chain + (ident,))
+        sub = Ctx(fdef, bindings, (), ctx.loops, ctx.chain + (ident,), self._template_args(c, fdef))
         body = ha.body_of(fdef)
         if body is not None:
             self.walk(body, sub, region if inlined else None)
+
+    @staticmethod
+    def _template_args(call: ha.ci.Cursor, fdef: ha.ci.Cursor) -> Tuple[Tuple[str, object], ...]:
+        """Template parameter name -> argument (record cursor for types, int for values) of a call."""
+        names = [k.spelling for k in fdef.get_children()
+                 if k.kind in (K.TEMPLATE_TYPE_PARAMETER, K.TEMPLATE_NON_TYPE_PARAMETER)]
+        ref = call.referenced
+        if not names or ref is None:
+            return ()
+        out = []
+        for i, name in enumerate(names[: max(ref.get_num_template_arguments(), 0)]):
+            kind = ref.get_template_argument_kind(i)
+            if kind == ha.ci.TemplateArgumentKind.INTEGRAL:
+                out.append((name, int(ref.get_template_argument_value(i))))
+            elif kind == ha.ci.TemplateArgumentKind.TYPE:
+                decl = ref.get_template_argument_type(i).get_canonical().get_declaration()
+                if decl is not None and decl.kind != K.NO_DECL_FOUND:
+                    out.append((name, decl))
+        return tuple(out)
 
     def visit_loop(self, c: ha.ci.Cursor, ctx: Ctx, region: Optional[Region]) -> None:
         parts = loop_parts(c)
@@ -416,30 +439,40 @@ class Linter:
     # ---- rule (c): reads per bank in one pipelined iteration
     def partitions(self, acc: Access) -> Dict[int, Partition]:
         """Partition/reshape per dimension (0-based) from pragmas naming the array or a parameter it passed."""
+        if self._array_pragmas is None:
+            self._array_pragmas = []
+            for func in self.defs.values():
+                own, per_loop = self.fn_pragmas(func)
+                for p in own + [q for v in per_loop.values() for q in v]:
+                    if p.kind in ("ARRAY_PARTITION", "ARRAY_RESHAPE"):
+                        target = self._pragma_target(func, p.arg("variable") or "")
+                        if target is None:
+                            self.add_at(p.file, p.line, "pragma", f"{p.kind} variable={p.arg('variable')} names no "
+                                        f"variable or parameter of {func.spelling}()")
+                        self._array_pragmas.append((target, p, func))
         out: Dict[int, Partition] = {}
-        for func in self.defs.values():
-            own, per_loop = self.fn_pragmas(func)
-            for p in own + [q for v in per_loop.values() for q in v]:
-                if p.kind not in ("ARRAY_PARTITION", "ARRAY_RESHAPE"):
-                    continue
-                target = self._pragma_target(func, p.arg("variable") or "")
-                if target is None or target not in acc.chain:
-                    continue
-                kind = p.arg("type") or next((w for w in p.words if w in ("complete", "cyclic", "block")), "complete")
-                dim = int(cn_expr.eval_int(p.arg("dim") or "1", self.names))
-                dims = range(len(acc.dims)) if dim == 0 else [dim - 1]
-                for d in dims:
-                    size = acc.dims[d] if d < len(acc.dims) else -1
-                    if kind == "complete":
-                        factor = size
-                    else:
-                        try:
-                            factor = cn_expr.eval_int(p.arg("factor") or "1", self.names)
-                        except cn_expr.ExprError:
-                            self.add(func, "pragma", f"cannot evaluate factor={p.arg('factor')} of "
-                                     f"{p.kind} variable={p.arg('variable')} (use a literal or a CN_* define)")
-                            factor = 1
-                    out[d] = Partition(kind, max(factor, 1), p.kind == "ARRAY_RESHAPE")
+        for target, p, func in self._array_pragmas:
+            if target is None or target not in acc.chain:
+                continue
+            kind = p.arg("type") or next((w for w in p.words if w in ("complete", "cyclic", "block")), "complete")
+            try:
+                dim = cn_expr.eval_int(p.arg("dim") or "1", self.names)
+            except cn_expr.ExprError:
+                self.add(func, "pragma", f"cannot evaluate dim={p.arg('dim')} of {p.kind} variable={p.arg('variable')}")
+                continue
+            dims = range(len(acc.dims)) if dim == 0 else [dim - 1]
+            for d in dims:
+                size = acc.dims[d] if d < len(acc.dims) else -1
+                if kind == "complete":
+                    factor = size
+                else:
+                    try:
+                        factor = cn_expr.eval_int(p.arg("factor") or "1", self.names)
+                    except cn_expr.ExprError:
+                        self.add(func, "pragma", f"cannot evaluate factor={p.arg('factor')} of "
+                                 f"{p.kind} variable={p.arg('variable')} (use a literal or a CN_* define)")
+                        factor = 1
+                out[d] = Partition(kind, max(factor, 1), p.kind == "ARRAY_RESHAPE")
         return out
 
     def _pragma_target(self, func: ha.ci.Cursor, name: str):
@@ -474,13 +507,11 @@ class Linter:
                         runtime_dims[d] = "; ".join(dict.fromkeys(lin.sym + lin.bad + lin.dirty)) or "runtime index"
                     bank.append(b)
                     word.append(w)
-                if weight == 1:  # identical addresses in one iteration are one read (HLS shares them)
-                    if (tuple(bank), tuple(word)) not in entry["words"]:
-                        entry["words"].add((tuple(bank), tuple(word)))
-                        entry["banks"][tuple(bank)] += weight
-                else:
+                # identical addresses in one iteration are one read (HLS shares them)
+                if weight > 1 or (tuple(bank), tuple(word)) not in entry["words"]:
+                    entry["words"].add((tuple(bank), tuple(word)))
                     entry["banks"][tuple(bank)] += weight
-                entry["reads"] += weight
+                    entry["reads"] += weight
             for d, why in runtime_dims.items():
                 p = part[d]
                 self.add(site, "runtime-bank", f"runtime-selected bank: {text_of(site)} in pipelined loop "
@@ -499,7 +530,7 @@ class Linter:
             rule = "ii" if region.loop.ii is not None else "ports"
             declared = f"declared II={region.loop.ii} cannot be met" if region.loop.ii is not None else "II=1 impossible"
             self.add(info["site"], rule, f"pipelined loop {region.loop.name} reads '{info['name']}' {info['reads']} "
-                     f"times per iteration, {worst} from one bank ({nbanks} bank(s) x 2 ports): II >= {need}, "
+                     f"distinct elements per iteration, {worst} from one bank ({nbanks} bank(s) x 2 ports): II >= {need}, "
                      f"{declared}; partition or reshape '{info['name']}' so the reads of one iteration spread "
                      "over distinct banks")
 
