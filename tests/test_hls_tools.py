@@ -386,3 +386,30 @@ def test_lint_wide_words_count_one_read_per_element(tmp_path):
     found = lint_snippet(tmp_path, body)
     assert len(found) == 1 and found[0].rule == "ii" and found[0].line > 14
     assert "'buf' 3 distinct elements per iteration, 3 from one bank" in found[0].message
+
+
+FUNC_PIPE = """
+struct vec { int v[16]; };
+static int sum(vec x, int m) {
+#pragma HLS PIPELINE II=1
+    int s = 0;
+    for (int k = 0; k < %s; k++) s += x.v[k];
+    return s;
+}
+void top(const int *in, int *out, int n) {
+#pragma HLS INTERFACE mode=m_axi port=in
+#pragma HLS INTERFACE mode=m_axi port=out
+    vec x;
+    for (int k = 0; k < 16; k++) x.v[k] = in[k * n];
+    out[0] = sum(x, n);
+}
+"""
+
+
+def test_lint_function_level_pipeline_and_struct_values(tmp_path):
+    # a pipelined function unrolls its loops; a small local struct value is registers (no port limit)
+    bad = lint_snippet(tmp_path, FUNC_PIPE % "m")
+    assert rules(bad) == {"pipeline-var-loop"} and "(function sum)" in bad[0].message
+    assert lint_snippet(tmp_path, FUNC_PIPE % "16") == []
+    # new-style 'mode=m_axi' ports are ports: a non-affine index is reported
+    assert rules(lint_snippet(tmp_path, (FUNC_PIPE % "16").replace("in[k * n]", "in[k * k]"))) == {"maxi-affine"}

@@ -9,6 +9,7 @@ follows calls), locals never reassigned by their initialiser.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,8 @@ import hls_ast as ha
 
 K = ha.K
 Key = Tuple[str, int, int]
+#: array fields of a local (non-static) struct value up to this size are registers, not memories
+REGISTER_MAX_BITS = 1024
 
 
 # ------------------------------------------------------------------------------------ linear forms
@@ -163,9 +166,11 @@ class Access:
     idx: List[List[Tuple[ha.ci.Cursor, Ctx, int]]] = field(default_factory=list)
     pending: List[Tuple[ha.ci.Cursor, Ctx, int]] = field(default_factory=list)
 
+    registers: bool = False  # a small array field of a local struct value (a stream element): registers
+
     def copy(self) -> Access:
         return Access(self.kind, self.name, self.key, list(self.chain), self.dims, self.elem,
-                      [list(i) for i in self.idx], list(self.pending))
+                      [list(i) for i in self.idx], list(self.pending), self.registers)
 
     def flat(self) -> List[Tuple[ha.ci.Cursor, Ctx, int]]:
         return [x for dim in self.idx for x in dim] + self.pending
@@ -297,13 +302,16 @@ class Analyzer:
             root = self.root_decl(base[0], ctx) if base else None
             if root is None:
                 return None
-            bname, bkey = root
+            bname, bkey, bdecl = root
             key = (bkey, fld.spelling)
-            return Access("array", f"{bname}.{fld.spelling}", key, [key], dims, el)
+            bits = math.prod(max(d, 1) for d in dims) * ha.bit_width(el)
+            value = bdecl.kind == K.VAR_DECL and bdecl.storage_class != ha.ci.StorageClass.STATIC \
+                and bdecl.type.get_canonical().kind == ha.ci.TypeKind.RECORD and bits <= REGISTER_MAX_BITS
+            return Access("array", f"{bname}.{fld.spelling}", key, [key], dims, el, registers=value)
         return None
 
-    def root_decl(self, expr: ha.ci.Cursor, ctx: Ctx, depth: int = 0) -> Optional[Tuple[str, Key]]:
-        """(name, key) of the variable a struct expression names, following reference parameters."""
+    def root_decl(self, expr: ha.ci.Cursor, ctx: Ctx, depth: int = 0) -> Optional[Tuple[str, Key, ha.ci.Cursor]]:
+        """(name, key, declaration) of the variable a struct expression names, following reference parameters."""
         e = ha.strip(expr)
         if e.kind != K.DECL_REF_EXPR or e.referenced is None or depth > 40:
             return None
@@ -313,7 +321,7 @@ class Analyzer:
             bound = ctx.binding(key)
             if bound is not None:
                 return self.root_decl(bound[0], bound[1], depth + 1)
-        return ref.spelling, key
+        return ref.spelling, key, ref
 
     # ---- linear forms
     def lin(self, expr: ha.ci.Cursor, ctx: Ctx, focus: FrozenSet[Key], env: Dict[Key, int],

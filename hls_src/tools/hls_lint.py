@@ -205,13 +205,12 @@ class Linter:
                                "function). Pass --top NAME.")
         for top in self.tops:
             own, _ = self.fn_pragmas(top)
-            ports = {p.arg("port") for p in own if p.kind == "INTERFACE" and p.has("m_axi")}
+            ports = {p.arg("port") for p in own
+                     if p.kind == "INTERFACE" and (p.has("m_axi") or p.arg("mode") == "m_axi")}
             params = [c for c in top.get_children() if c.kind == K.PARM_DECL]
             ctx = Ctx(top, ports=tuple((ha.decl_key(c), c.spelling) for c in params if c.spelling in ports),
                       chain=((top.location.file.name, top.location.line, top.spelling),))
-            body = ha.body_of(top)
-            if body is not None:
-                self.walk(body, ctx, None)
+            self.walk_function(top, ctx, None)
         return sorted(self.findings.values())
 
     def walk(self, c: ha.ci.Cursor, ctx: Ctx, region: Optional[Region]) -> None:
@@ -259,7 +258,7 @@ class Linter:
         element = c.type.get_canonical().kind not in (ha.ci.TypeKind.CONSTANTARRAY, ha.ci.TypeKind.INCOMPLETEARRAY)
         if acc.kind == "port" and element:
             self.check_maxi(acc, ctx, c)
-        elif acc.kind == "array" and element and not write and region is not None:
+        elif acc.kind == "array" and element and not write and region is not None and not acc.registers:
             region.reads.append((acc, ctx, c))
         for expr, ectx, _ in acc.flat():
             self.walk(expr, ectx, region)
@@ -276,7 +275,7 @@ class Linter:
         inlined = self.is_inlined(fdef)
         if region is not None and not inlined:
             self.add(c, "pipeline-call", f"call to '{fdef.spelling}' inside pipelined loop "
-                     f"{self.loop_name(region.loop.cursor)} is not inlined (add '#pragma HLS INLINE' to "
+                     f"{region.loop.name} is not inlined (add '#pragma HLS INLINE' to "
                      f"'{fdef.spelling}' or move the call out of the pipelined loop)")
         ident = (fdef.location.file.name, fdef.location.line, fdef.spelling)
         if ident in ctx.chain:
@@ -287,9 +286,30 @@ class Linter:
         params = [k for k in fdef.get_children() if k.kind == K.PARM_DECL]
         bindings = tuple((ha.decl_key(p), a, ctx) for p, a in zip(params, args))
         sub = Ctx(fdef, bindings, (), ctx.loops, ctx.chain + (ident,), self._template_args(c, fdef))
+        self.walk_function(fdef, sub, region if inlined else None)
+
+    def walk_function(self, fdef: ha.ci.Cursor, ctx: Ctx, region: Optional[Region]) -> None:
+        """Walk a function body; a function-level PIPELINE makes the whole body one pipelined iteration."""
         body = ha.body_of(fdef)
-        if body is not None:
-            self.walk(body, sub, region if inlined else None)
+        if body is None:
+            return
+        own, _ = self.fn_pragmas(fdef)
+        pipe = next((p for p in own if p.kind == "PIPELINE" and not p.has("off")), None)
+        if pipe is None or region is not None:
+            self.walk(body, ctx, region)
+            return
+        loop = Loop(body, None, f"(function {fdef.spelling})", pipelined=True, ii=self._ii(pipe))
+        inner = ctx.with_loop(loop)
+        reg = Region(loop, len(inner.loops) - 1)
+        self.walk(body, inner, reg)
+        self.check_ports(reg)
+
+    def _ii(self, pipe: ha.Pragma) -> Optional[int]:
+        """The II a PIPELINE pragma declares (None when absent or not evaluable)."""
+        try:
+            return cn_expr.eval_int(pipe.arg("ii"), self.names) if pipe.arg("ii") else None
+        except cn_expr.ExprError:
+            return None
 
     @staticmethod
     def _template_args(call: ha.ci.Cursor, fdef: ha.ci.Cursor) -> Tuple[Tuple[str, object], ...]:
@@ -321,17 +341,12 @@ class Linter:
         if region is not None:
             values = self._values(parts, var, ctx)
             if values is None:
-                self.add(c, "pipeline-var-loop", f"loop {name} inside pipelined loop {self.loop_name(region.loop.cursor)} "
+                self.add(c, "pipeline-var-loop", f"loop {name} inside pipelined loop {region.loop.name} "
                          f"has bounds that are not compile-time constants ({self._bounds_text(parts)}); HLS must "
                          "unroll it fully: give it constant bounds or move it out of the pipelined loop")
             loop = Loop(c, var, name, unrolled=True, values=tuple(values) if values else None)
         elif pipe is not None:
-            ii = pipe.arg("ii")
-            try:
-                ii_val = cn_expr.eval_int(ii, self.names) if ii else None
-            except cn_expr.ExprError:
-                ii_val = None
-            loop = Loop(c, var, name, pipelined=True, ii=ii_val)
+            loop = Loop(c, var, name, pipelined=True, ii=self._ii(pipe))
         else:
             values = self._values(parts, var, ctx) if unroll is not None else None
             loop = Loop(c, var, name, unrolled=values is not None, values=tuple(values) if values else None)
