@@ -603,6 +603,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ha.ToolError as exc:
         print(f"hls_lint: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # an AST shape the lint does not handle: fail loudly, never pass silently
+        print(f"hls_lint: internal error ({type(exc).__name__}: {exc}); please report it with the source",
+              file=sys.stderr)
+        return 2
     for f in findings:
         print(f)
     rules = Counter(f.rule for f in findings)
