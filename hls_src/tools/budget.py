@@ -180,15 +180,31 @@ def load(resources: Path, params_h: Optional[Path] = None) -> Tuple[Dict[str, An
         params = load_params(params_h)
     except ParamsError as exc:
         raise BudgetError(str(exc)) from None
-    return doc, _names(params, doc.get("defaults", {}), str(resources))
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise BudgetError(f"{resources}: defaults: must be an object of NAME: integer")
+    return doc, _names(params, defaults, str(resources))
 
 
 # ------------------------------------------------------------------------------------ estimate
 def estimate(doc: Mapping[str, Any], names: Mapping[str, int], src: str = "resources.json") -> Budget:
     """Evaluate every declared array, unit, logic block and interface allowance."""
     device = dict(ZU3EG)
-    device.update(doc.get("device", {}))
+    dev = doc.get("device", {})
+    if not isinstance(dev, dict):
+        raise BudgetError(f"{src}: device: must be an object like {json.dumps(ZU3EG)}")
+    device.update(dev)
+    for key in ("dsp", "bram36", "lut", "ff"):
+        if not isinstance(device[key], int) or isinstance(device[key], bool) or device[key] <= 0:
+            raise BudgetError(f"{src}: device.{key}: must be a positive integer, got {device[key]!r}")
     limit = doc.get("limit_pct", 90)
+    if not isinstance(limit, (int, float)) or isinstance(limit, bool) or not 0 < limit <= 100:
+        raise BudgetError(f"{src}: limit_pct: must be a number in (0, 100], got {limit!r}")
+    for key in ("arrays", "units", "logic"):
+        if not isinstance(doc.get(key, []), list):
+            raise BudgetError(f"{src}: {key}: must be a list of objects")
+    if not isinstance(doc.get("interfaces", {}), dict):
+        raise BudgetError(f"{src}: interfaces: must be an object like {{\"m_axi_ports\": 4, \"axilite_regs\": 12}}")
     rows: List[Row] = []
     arrays = load_arrays(doc, names, src)
     for a in arrays:
