@@ -413,3 +413,17 @@ def test_lint_function_level_pipeline_and_struct_values(tmp_path):
     assert lint_snippet(tmp_path, FUNC_PIPE % "16") == []
     # new-style 'mode=m_axi' ports are ports: a non-affine index is reported
     assert rules(lint_snippet(tmp_path, (FUNC_PIPE % "16").replace("in[k * n]", "in[k * k]"))) == {"maxi-affine"}
+
+
+def test_lint_follows_calls_across_sources(tmp_path):
+    """An engine split into files: the top in one source, the kernel (found by its USR) in another."""
+    (tmp_path / "k.h").write_text("void kernel(const int *p, int *q, int n);\n", encoding="utf-8")
+    (tmp_path / "top.cpp").write_text('#include "k.h"\nvoid top(const int *in, int *out, int n) {\n' + PORTS +
+                                      "    kernel(in, out, n);\n}\n", encoding="utf-8")
+    kern = '#include "k.h"\nvoid kernel(const int *p, int *q, int n) {\n    for (int i = 0; i < n; i++) q[i] = p[%s];\n}\n'
+    (tmp_path / "kern.cpp").write_text(kern % "i * i", encoding="utf-8")
+    srcs = [str(tmp_path / "top.cpp"), str(tmp_path / "kern.cpp")]
+    found = hls_lint.lint(srcs, [str(tmp_path)])
+    assert rules(found) == {"maxi-affine"} and found[0].file.endswith("kern.cpp") and "'in'" in found[0].message
+    (tmp_path / "kern.cpp").write_text(kern % "i + 7", encoding="utf-8")
+    assert hls_lint.lint(srcs, [str(tmp_path)]) == []

@@ -126,22 +126,15 @@ def read_pragmas(path: str) -> List[Pragma]:
 # ------------------------------------------------------------------------------------ parsing
 @dataclass
 class Unit:
-    """A parsed translation unit plus the pragmas of every project file it includes."""
+    """A parsed translation unit and the directories whose files count as project code."""
 
     path: str
     tu: ci.TranslationUnit
     project_dirs: Tuple[str, ...]
-    pragmas: Dict[str, List[Pragma]]
 
     def in_project(self, cursor: ci.Cursor) -> bool:
         f = cursor.location.file
         return bool(f) and os.path.realpath(f.name).startswith(self.project_dirs)
-
-    def pragmas_of(self, file: str) -> List[Pragma]:
-        real = os.path.realpath(file)
-        if real not in self.pragmas:
-            self.pragmas[real] = read_pragmas(real) if Path(real).is_file() else []
-        return self.pragmas[real]
 
 
 def parse(path: str, include_dirs: Sequence[str] = (), extra_args: Sequence[str] = ()) -> Unit:
@@ -159,7 +152,7 @@ def parse(path: str, include_dirs: Sequence[str] = (), extra_args: Sequence[str]
         raise ToolError(f"{where}: does not compile ({d.spelling}); fix it or the include paths "
                         f"({len(errors)} error(s) in all).")
     dirs = tuple(sorted({os.path.realpath(d) + os.sep for d in inc} | {str(Path(path).resolve().parent) + os.sep}))
-    return Unit(str(Path(path).resolve()), tu, dirs, {})
+    return Unit(str(Path(path).resolve()), tu, dirs)
 
 
 # ------------------------------------------------------------------------------------ AST helpers
@@ -362,16 +355,21 @@ def function_definitions(unit: Unit) -> Dict[Tuple[str, int, str], ci.Cursor]:
     return out
 
 
-def definition_of(call: ci.Cursor, defs: Dict[Tuple[str, int, str], ci.Cursor]) -> Optional[ci.Cursor]:
-    """The project definition a call expression calls (template instantiations map to the template)."""
+def definition_of(call: ci.Cursor, defs: Dict[Tuple[str, int, str], ci.Cursor],
+                  by_usr: Optional[Dict[str, ci.Cursor]] = None) -> Optional[ci.Cursor]:
+    """The project definition a call expression calls (template instantiations map to the template;
+    a function defined in another source of the engine is found by its USR in ``by_usr``)."""
     ref = call.referenced
     if ref is None or ref.kind not in (K.FUNCTION_DECL, K.FUNCTION_TEMPLATE, K.CXX_METHOD):
         return None
     d = ref.get_definition() or ref
     if d.location.file is None:
         return None
-    return defs.get((d.location.file.name, d.location.line, d.spelling)) or \
+    found = defs.get((d.location.file.name, d.location.line, d.spelling)) or \
         defs.get((ref.location.file.name, ref.location.line, ref.spelling) if ref.location.file else ("", 0, ""))
+    if found is None and by_usr:
+        found = by_usr.get(ref.get_usr())
+    return found
 
 
 def body_of(func: ci.Cursor) -> Optional[ci.Cursor]:

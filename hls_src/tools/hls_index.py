@@ -192,17 +192,17 @@ def _is_pointerish(c: ha.ci.Cursor) -> bool:
 
 
 class Analyzer:
-    """Resolves accesses and reduces index expressions to linear forms for one translation unit."""
+    """Resolves accesses and reduces index expressions to linear forms for the units of one engine."""
 
-    def __init__(self, unit: ha.Unit) -> None:
-        self.unit = unit
+    def __init__(self, units: Sequence[ha.Unit]) -> None:
+        self.units = list(units)
         self.assigned: Dict[Key, List[Tuple[str, int]]] = {}
         self.static_consts: Dict[str, set] = {}
         self._scan()
 
     # ---- one pass over the project code: assignments and static constants
     def _scan(self) -> None:
-        for top in ha.project_cursors(self.unit):
+        for top in (c for unit in self.units for c in ha.project_cursors(unit)):
             if top.kind == K.VAR_DECL and top.semantic_parent is not None \
                     and top.semantic_parent.kind in (K.STRUCT_DECL, K.CLASS_DECL):
                 v = ha.evaluate(top)

@@ -123,12 +123,20 @@ def loop_parts(loop: ha.ci.Cursor) -> LoopParts:
 
 
 class Linter:
-    """Walks every top function of one translation unit and applies the rules."""
+    """Walks every top function of the engine's sources (parsed units) and applies the rules."""
 
-    def __init__(self, unit: ha.Unit, tops: Sequence[str] = ()) -> None:
-        self.unit = unit
-        self.an = Analyzer(unit)
-        self.defs = ha.function_definitions(unit)
+    def __init__(self, units: Sequence[ha.Unit], tops: Sequence[str] = ()) -> None:
+        self.units = list(units)
+        self.path = ", ".join(u.path for u in self.units)
+        self.an = Analyzer(self.units)
+        self.defs: Dict[Tuple[str, int, str], ha.ci.Cursor] = {}
+        for unit in self.units:
+            for k, v in ha.function_definitions(unit).items():
+                self.defs.setdefault(k, v)
+        # non-static functions by USR: calls into another source of the engine
+        self.by_usr = {d.get_usr(): d for d in self.defs.values()
+                       if d.storage_class != ha.ci.StorageClass.STATIC and d.get_usr()}
+        self._pragmas: Dict[str, List[ha.Pragma]] = {}
         self.names = self._defines()
         self.findings: Dict[Tuple[str, int, str], Finding] = {}
         self._fn_pragmas: Dict[tuple, Tuple[List[ha.Pragma], Dict[int, List[ha.Pragma]]]] = {}
@@ -140,9 +148,12 @@ class Linter:
     # ---- setup
     def _defines(self) -> Dict[str, int]:
         names: Dict[str, int] = {}
-        files = {self.unit.path} | {os.path.realpath(i.include.name) for i in self.unit.tu.get_includes()}
-        for f in files:
-            if f.startswith(self.unit.project_dirs) and Path(f).is_file():
+        files: Dict[str, Tuple[str, ...]] = {}
+        for u in self.units:
+            for f in [u.path] + [os.path.realpath(i.include.name) for i in u.tu.get_includes()]:
+                files.setdefault(f, u.project_dirs)
+        for f, dirs in sorted(files.items()):
+            if f.startswith(dirs) and Path(f).is_file():
                 for line in Path(f).read_text(encoding="utf-8", errors="replace").splitlines():
                     m = _DEFINE.match(line)
                     if m:
@@ -160,7 +171,10 @@ class Linter:
             return self._fn_pragmas[key]
         file = func.location.file.name
         ext = func.extent
-        prag = [p for p in self.unit.pragmas_of(file) if ext.start.line <= p.line <= ext.end.line]
+        real = os.path.realpath(file)
+        if real not in self._pragmas:
+            self._pragmas[real] = ha.read_pragmas(real) if Path(real).is_file() else []
+        prag = [p for p in self._pragmas[real] if ext.start.line <= p.line <= ext.end.line]
         loops = [c for c in func.walk_preorder() if c.kind in LOOP_KINDS]
         for c in func.walk_preorder():
             if c.kind == K.LABEL_STMT:
@@ -186,7 +200,7 @@ class Linter:
 
     def add(self, cursor: ha.ci.Cursor, rule: str, message: str) -> None:
         loc = cursor.location
-        self.add_at(loc.file.name if loc.file else self.unit.path, loc.line, rule, message)
+        self.add_at(loc.file.name if loc.file else self.path, loc.line, rule, message)
 
     def add_at(self, file: str, line: int, rule: str, message: str) -> None:
         file = ha.display_path(file)
@@ -201,7 +215,7 @@ class Linter:
     # ---- walking
     def run(self) -> List[Finding]:
         if not self.tops:
-            raise ha.ToolError(f"{self.unit.path}: no top function found (no '#pragma HLS INTERFACE' in any "
+            raise ha.ToolError(f"{self.path}: no top function found (no '#pragma HLS INTERFACE' in any "
                                "function). Pass --top NAME.")
         for top in self.tops:
             own, _ = self.fn_pragmas(top)
@@ -264,7 +278,7 @@ class Linter:
             self.walk(expr, ectx, region)
 
     def visit_call(self, c: ha.ci.Cursor, ctx: Ctx, region: Optional[Region]) -> None:
-        fdef = ha.definition_of(c, self.defs)
+        fdef = ha.definition_of(c, self.defs, self.by_usr)
         if fdef is None:
             for k in c.get_children():
                 self.walk(k, ctx, region)
@@ -282,7 +296,7 @@ class Linter:
             return
         self.contexts += 1
         if self.contexts > 20000:
-            raise ha.ToolError(f"{self.unit.path}: call graph too large to lint (over 20000 call contexts).")
+            raise ha.ToolError(f"{self.path}: call graph too large to lint (over 20000 call contexts).")
         params = [k for k in fdef.get_children() if k.kind == K.PARM_DECL]
         bindings = tuple((ha.decl_key(p), a, ctx) for p, a in zip(params, args))
         sub = Ctx(fdef, bindings, (), ctx.loops, ctx.chain + (ident,), self._template_args(c, fdef))
@@ -576,18 +590,8 @@ class Linter:
 
 def lint(sources: Sequence[str], include_dirs: Sequence[str] = (), tops: Sequence[str] = ()) -> List[Finding]:
     """Lint engine sources; returns the findings (empty = clean)."""
-    out: List[Finding] = []
-    n_tops = 0
-    for src in sources:
-        linter = Linter(ha.parse(src, include_dirs), tops)
-        if not linter.tops and len(sources) > 1:
-            continue  # a source without a top function (kernels reached from another source's top)
-        out += linter.run()
-        n_tops += len(linter.tops)
-    if not n_tops:
-        raise ha.ToolError(f"{', '.join(sources)}: no top function found (no '#pragma HLS INTERFACE' in any "
-                           "function). Pass --top NAME.")
-    return sorted(set(out))
+    units = [ha.parse(src, include_dirs) for src in sources]  # all first: calls may cross sources
+    return Linter(units, tops).run()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
