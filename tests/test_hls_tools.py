@@ -313,6 +313,7 @@ def test_budget_bad_input_names_the_field(tmp_path, capsys):
 DRIFT_SRC = """
 void f(int *out, int n) {
     static int acc[2048];
+#pragma HLS ARRAY_PARTITION variable=acc cyclic factor=CN_F
     int small[8];
     for (int i = 0; i < n; i++) { acc[i & 2047] += i; small[i & 7] = i; }
     out[0] = acc[0] + small[0];
@@ -323,20 +324,25 @@ void f(int *out, int n) {
 def test_budget_drift_check(tmp_path):
     src = tmp_path / "eng.cpp"
     src.write_text(DRIFT_SRC, encoding="utf-8")
-    names = {"CN_MAX_W": 512}
+    names = {"CN_MAX_W": 512, "CN_F": 4}
+    part = {"kind": "cyclic", "factor": "CN_F"}
 
     def findings(arrays):
         doc = {"arrays": arrays}
-        return budget.check_source(budget.load_arrays(doc, names, "res.json"), [str(src)], [str(tmp_path)])
+        return budget.check_source(budget.load_arrays(doc, names, "res.json"), [str(src)], [str(tmp_path)],
+                                   "res.json", names)
 
     undeclared = findings([])
     assert len(undeclared) == 1 and "undeclared array 'acc' in f()" in undeclared[0]  # 'small' is LUTRAM-size
     wrong = findings([{"name": "acc", "function": "f", "width_bits": 16, "dims": [1024]}])
     assert any("32-bit elements" in m for m in wrong) and any("shape 2048" in m for m in wrong)
-    stale = findings([{"name": "acc", "function": "f", "width_bits": 32, "dims": [2048]},
+    stale = findings([{"name": "acc", "function": "f", "width_bits": 32, "dims": [2048], "partition": part},
                       {"name": "gone", "function": "f", "width_bits": 8, "dims": [4096]}])
     assert len(stale) == 1 and "'gone'" in stale[0]
-    assert findings([{"name": "acc", "function": "f", "width_bits": 32, "dims": ["CN_MAX_W*4"]}]) == []
+    unpartitioned = findings([{"name": "acc", "function": "f", "width_bits": 32, "dims": [2048]}])
+    assert len(unpartitioned) == 1
+    assert "partitioned cyclic 4 dim 1 in the source, res.json says not at all" in unpartitioned[0]
+    assert findings([{"name": "acc", "function": "f", "width_bits": 32, "dims": ["CN_MAX_W*4"], "partition": part}]) == []
 
 
 TEMPLATE = """

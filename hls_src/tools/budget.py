@@ -272,9 +272,30 @@ def format_table(b: Budget) -> str:
 
 
 # ------------------------------------------------------------------------------------ source check
+def _source_partitions(s, names: Mapping[str, int]) -> Optional[List[Tuple[str, int, int, bool]]]:
+    """The source pragmas of an array as (kind, factor, dim, reshape); None if one cannot be evaluated."""
+    out = []
+    for kind, factor, dim, reshape in s.partitions:
+        try:
+            f = 0 if kind == "complete" else cn_expr.eval_int(factor or "1", names)
+            d = cn_expr.eval_int(dim, names)
+        except cn_expr.ExprError:
+            return None
+        out.append((kind, f, d, reshape))
+    return sorted(out)
+
+
+def _parts_text(parts: Sequence[Tuple[str, int, int, bool]]) -> str:
+    if not parts:
+        return "not at all"
+    return ", ".join(f"{'reshape ' if r else ''}{k}{'' if k == 'complete' else ' ' + str(f)} dim {d}"
+                     for k, f, d, r in parts)
+
+
 def check_source(arrays: Sequence[ArraySpec], sources: Sequence[str], include: Sequence[str],
-                 declared_in: str = "resources.json") -> List[str]:
-    """Findings where declared arrays and the arrays of the engine source differ."""
+                 declared_in: str = "resources.json", names: Optional[Mapping[str, int]] = None) -> List[str]:
+    """Findings where declared arrays and the arrays of the engine source differ (element width,
+    shape, and, when ``names`` are given to evaluate pragma factors, partitioning/reshaping)."""
     import source_arrays  # libclang only when the source check runs
 
     found = source_arrays.collect(sources, include)
@@ -299,6 +320,15 @@ def check_source(arrays: Sequence[ArraySpec], sources: Sequence[str], include: S
         if math.prod(d.dims) != math.prod(s.dims) or (len(d.dims) == len(s.dims) and list(d.dims) != list(s.dims)):
             findings.append(f"{where}: array '{s.name}' in {s.function}() has shape {'x'.join(map(str, s.dims))}, "
                             f"{declared_in} says {'x'.join(map(str, d.dims))}")
+        if names is not None:
+            src_parts = _source_partitions(s, names)
+            decl = sorted((k, 0 if k == "complete" else f, dim, r) for k, f, dim, r in d.partitions)
+            if src_parts is None:
+                findings.append(f"{where}: cannot evaluate the partition pragma of '{s.name}' (use literals or "
+                                "CN_* names in factor/dim)")
+            elif src_parts != decl:
+                findings.append(f"{where}: array '{s.name}' in {s.function}() is partitioned {_parts_text(src_parts)} "
+                                f"in the source, {declared_in} says {_parts_text(decl)}")
     for key, d in declared.items():
         if key not in seen and not any((s.function, s.name) == key for s in found):
             findings.append(f"{declared_in}: array '{d.name}' of {d.function}() is not in the engine source "
@@ -329,7 +359,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.no_source_check:
         sources = args.sources or [str(HLS_DIR / "codenet_engine.cpp")]
         try:
-            findings = check_source(budget.arrays, sources, args.include or [str(HLS_DIR)], args.resources)
+            findings = check_source(budget.arrays, sources, args.include or [str(HLS_DIR)], args.resources, names)
         except (Exception, SystemExit) as exc:  # ToolError from the parser; SystemExit: libclang missing
             print(f"budget: source check failed: {exc}", file=sys.stderr)
             return 2
