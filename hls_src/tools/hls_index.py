@@ -21,6 +21,9 @@ K = ha.K
 Key = Tuple[str, int, int]
 #: array fields of a local (non-static) struct value up to this size are registers, not memories
 REGISTER_MAX_BITS = 1024
+#: arrays of at most this many elements are partitioned completely by Vitis HLS
+#: (config_array_partition -complete_threshold, default 4)
+COMPLETE_THRESHOLD = 4
 
 
 # ------------------------------------------------------------------------------------ linear forms
@@ -281,7 +284,8 @@ class Analyzer:
             if ref.kind in (K.PARM_DECL, K.VAR_DECL):
                 dims, el = ha.type_dims(ref.type)
                 if dims:
-                    return Access("array", ref.spelling, key, [key], dims, el)
+                    small = min(dims) > 0 and math.prod(dims) <= COMPLETE_THRESHOLD
+                    return Access("array", ref.spelling, key, [key], dims, el, registers=small)
                 if ref.kind == K.VAR_DECL and ref.type.get_canonical().kind == ha.ci.TypeKind.POINTER \
                         and not self.is_assigned(key):
                     init = _expr_kids(ref)
