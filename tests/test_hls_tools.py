@@ -433,3 +433,26 @@ def test_lint_follows_calls_across_sources(tmp_path):
     assert rules(found) == {"maxi-affine"} and found[0].file.endswith("kern.cpp") and "'in'" in found[0].message
     (tmp_path / "kern.cpp").write_text(kern % "i + 7", encoding="utf-8")
     assert hls_lint.lint(srcs, [str(tmp_path)]) == []
+
+
+PARAM_BASE = """
+static int tab[64];
+static void load(const int *p, int *dst, int base, int n) {
+    for (int j = 0; j < n; j++) {
+#pragma HLS PIPELINE II=1
+        dst[j] = p[%s];
+    }
+}
+void top(const int *in, int *out, int n) {
+""" + PORTS + """
+    static int buf[256];
+    for (int k = 0; k < 4; k++) load(in, buf, tab[k], n);
+    out[0] = buf[0];
+}
+"""
+
+
+def test_lint_parameter_is_invariant_in_its_functions_loops(tmp_path):
+    # 'base' comes from a table lookup in the caller, but it is fixed before load()'s loop starts
+    assert lint_snippet(tmp_path, PARAM_BASE % "base + j") == []
+    assert rules(lint_snippet(tmp_path, PARAM_BASE % "base + tab[j & 63]")) == {"maxi-affine"}

@@ -445,7 +445,10 @@ class Analyzer:
         if ref.kind == K.PARM_DECL:
             bound = ctx.binding(key)
             if bound is not None:
-                return self.lin(bound[0], bound[1], focus, env, scope, depth + 1)
+                value = self.lin(bound[0], bound[1], focus, env, scope, depth + 1)
+                if scope is None or value.pure or self._entered_inside(scope, ctx):
+                    return value
+                return Lin(sym=(ref.spelling,))  # a parameter of the loop's own function: fixed before it
             return Lin(sym=(ref.spelling,))
         if ref.kind != K.VAR_DECL:
             return Lin(sym=(ref.spelling,))
@@ -475,8 +478,13 @@ class Analyzer:
         file = ref.location.file.name if ref.location.file else ""
         if scope.contains(file, ref.extent.start.offset):
             return True
+        return Analyzer._entered_inside(scope, ctx)
+
+    @staticmethod
+    def _entered_inside(scope: Loop, ctx: Ctx) -> bool:
+        """Was ctx's function entered from inside the scope loop (the loop is in a caller)?"""
         if not any(lp is scope for lp in ctx.loops):
-            return False  # a caller's local: set before the loop was entered
+            return False  # ctx is a caller of the loop's function: everything was set before the loop
         f = ctx.func.extent
         sf = scope.cursor.location.file
         same_func = sf is not None and f.start.file is not None and \
