@@ -11,7 +11,7 @@ RUNTIME = [
     "tqdm>=4.60",
 ]
 TRAIN = ["torch>=2.1,<2.14", "onnx>=1.15", "pycocotools>=2.0.6", "pyyaml>=6.0"]
-DEV = ["pytest>=7", "ruff>=0.4", "hls4ml>=0.8"]
+DEV = ["pytest>=7", "ruff>=0.4", "hls4ml>=0.8", "libclang>=16"]
 
 setup(
     name="codenet-pynq",
