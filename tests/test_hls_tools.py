@@ -207,23 +207,34 @@ def test_lint_cli_exit_codes(tmp_path, capsys):
     assert "no top function" in capsys.readouterr().err
 
 
-# ------------------------------------------------------------------------------------ old engine
-OLD_ENGINE = ROOT / "hls_src" / "codenet_engine.cpp"
+# ------------------------------------------------------------------------------------ the engine
+ENGINE = [str(ROOT / "hls_src" / "codenet_top.cpp"), str(ROOT / "hls_src" / "cn_desc.cpp")]
 
 
-@pytest.mark.skipif("gather_pixel" not in OLD_ENGINE.read_text(encoding="utf-8"),
-                    reason="the old (pre-issue-11) engine has been replaced; remove this test")
-def test_lint_flags_the_old_engine():
-    """The old engine's known problems: byte-wise table-addressed DRAM, runtime banks, II > 1."""
-    found = hls_lint.lint([str(OLD_ENGINE)], [str(OLD_ENGINE.parent)])
-    by_rule = {}
-    for f in found:
-        by_rule.setdefault(f.rule, []).append(f)
-    assert {"maxi-affine", "pipeline-call", "runtime-bank", "ii"} <= set(by_rule)
-    assert any("t.addr[" in f.message for f in by_rule["maxi-affine"])      # gather_pixel
-    assert any("gather_pixel" in f.message for f in by_rule["pipeline-call"])
-    assert any("'lb'" in f.message for f in by_rule["runtime-bank"])        # depthwise taps
-    assert any("'p.w' 144 distinct elements" in f.message for f in by_rule["ii"])      # 16 lanes x 9 taps
+def test_the_engine_passes_the_lint_and_the_budget():
+    """`make -C hls_src lint` and `budget` on the engine as it is: no finding, within 90 %."""
+    import subprocess
+
+    for target in ("lint", "budget"):
+        r = subprocess.run(["make", "-C", str(ROOT / "hls_src"), target, f"PYTHON={sys.executable}"],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, f"make {target}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    assert not hls_lint.lint(ENGINE, [str(ROOT / "hls_src")])
+
+
+def test_a_planted_violation_in_the_engine_is_found(tmp_path):
+    """The engine's row read turned into a table-addressed read: the lint names it."""
+    import shutil
+
+    src = tmp_path / "hls"
+    shutil.copytree(ROOT / "hls_src", src, ignore=shutil.ignore_patterns("build", "tools"))
+    load = (src / "cn_load.h").read_text(encoding="utf-8")
+    planted = load.replace("srcrow[off + i] = act[base + i];",
+                           "srcrow[off + i] = act[base + p.src_off[i % CN_MAX_SEGS]];")  # a table lookup
+    assert planted != load
+    (src / "cn_load.h").write_text(planted, encoding="utf-8")
+    found = hls_lint.lint([str(src / "codenet_top.cpp"), str(src / "cn_desc.cpp")], [str(src)])
+    assert any(f.rule == "maxi-affine" and "cn_load.h" in f.file for f in found), found
 
 
 # ------------------------------------------------------------------------------------ budget rules

@@ -4,7 +4,7 @@
 Usage::
 
     python hls_src/tools/budget.py [--resources hls_src/resources.json] [--params hls_src/codenet_params.h]
-                                   [--sources hls_src/codenet_engine.cpp ...] [--no-source-check]
+                                   [--sources hls_src/codenet_top.cpp ...] [--no-source-check]
 
 Reads the engine parameters (``codenet_params.h``, parsed by codenet_pynq.accel.params) and the
 declared arrays and compute units (``resources.json``: expressions over CN_* names), prints one
@@ -357,7 +357,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"budget: over the limit: {o}")
         status = 1
     if not args.no_source_check:
-        sources = args.sources or [str(HLS_DIR / "codenet_engine.cpp")]
+        sources = args.sources or [str(HLS_DIR / "codenet_top.cpp"), str(HLS_DIR / "cn_desc.cpp")]
         try:
             findings = check_source(budget.arrays, sources, args.include or [str(HLS_DIR)], args.resources, names)
         except (Exception, SystemExit) as exc:  # ToolError from the parser; SystemExit: libclang missing

@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 K = ci.CursorKind
 HLS_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCES = ("codenet_engine.cpp",)
+DEFAULT_SOURCES = ("codenet_top.cpp", "cn_desc.cpp")
 
 _PRAGMA = re.compile(r"^\s*#\s*pragma\s+HLS\s+(\w+)(.*)$", re.IGNORECASE)
 _KV = re.compile(r"([A-Za-z_]\w*)\s*=\s*([^\s=]+)")

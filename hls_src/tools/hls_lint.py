@@ -596,7 +596,7 @@ def lint(sources: Sequence[str], include_dirs: Sequence[str] = (), tops: Sequenc
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("sources", nargs="*", help="engine sources (default: hls_src/codenet_engine.cpp)")
+    ap.add_argument("sources", nargs="*", help="engine sources (default: hls_src/codenet_top.cpp hls_src/cn_desc.cpp)")
     ap.add_argument("-I", dest="include", action="append", default=[], help="include directory (default: hls_src)")
     ap.add_argument("--top", action="append", default=[], help="top function (default: functions with INTERFACE pragmas)")
     args = ap.parse_args(argv)
