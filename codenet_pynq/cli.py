@@ -677,7 +677,8 @@ examples:
 
 Run '{PROG} COMMAND --help' for the options of each command.
 exit codes: 0 ok; 1 detect processed no image; 2 error to fix (model, image, backend, command
-line); 3 internal error (rerun with --debug and report it); 130 interrupted.
+line); 3 internal error (rerun with --debug and report it); 4 detect failed on some images (the
+others are done; failures listed in the JSON); 130 interrupted.
 """
 
 _DETECT_DESC = """\
@@ -686,15 +687,17 @@ Detect objects in images and folders of images.
 Positional arguments: an optional MODEL (a path ending in .codenet, case-insensitive) followed by
 one or more INPUTs (image files or folders). Without a model path (and without --model) the model
 shipped with codenet-pynq is used. A folder is searched for images by extension (.jpg, .png,
-.bmp, .tif, .webp, ...; add --recursive for sub-folders); other files in it are skipped with a
-warning, and so are files that cannot be read as images. The run succeeds (exit 0) when at least
-one image was processed.
+.bmp, .tif, .webp, .gif, ...; add --recursive for sub-folders); other files in it are skipped with
+a warning. A failure on one image (unreadable file, backend error or timeout, unwritable output)
+is reported and the run goes on; the exit code is 0 when every image was processed, 4 when some
+failed (listed in the JSON), 1 when none could be processed.
 
 Outputs: an annotated copy of each image in --out (same relative name; formats OpenCV cannot
 write become .png), and one JSON file (default OUT/detections.json, written atomically) with,
 per image: file, output, width, height, detections (box x1 y1 x2 y2 in image pixels, score,
 label, class_name) and timings in ms (read, preprocess, inference, decode, total); plus the
-skipped files with their reasons and a summary.
+failures and skipped files with their reasons and a summary. The JSON is rewritten as images
+finish, so it always holds every finished image.
 """
 
 _DETECT_EPILOG = f"""\

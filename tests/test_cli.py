@@ -176,7 +176,7 @@ def test_model_errors(capsys, tiny_copy: str, photos: Path, tmp_path: Path) -> N
 
     with zipfile.ZipFile(tiny_copy) as z:
         members = {n: z.read(n) for n in z.namelist()}
-    members["model_float.onnx"] = members["model_float.onnx"] + b"\0"
+    members["model_float.onnx"] = members["model_float.onnx"][:-1] + bytes([members["model_float.onnx"][-1] ^ 1])
     with zipfile.ZipFile(tiny_copy, "w") as z:
         for n, data in members.items():
             z.writestr(n, data)
@@ -295,18 +295,19 @@ def test_synthetic_image_is_deterministic() -> None:
 
 
 def test_info_quantized_manifest(capsys, tmp_path: Path) -> None:
-    """info on a quantized artifact (fake payloads: info does not run the graphs)."""
-    from codenet_pynq.artifact import INT_GRAPH, PROGRAM_JSON, PROGRAM_NPZ, write_artifact
+    """info on a quantized artifact (a tiny real program; info does not run the graphs)."""
+    from quant_fixtures import build_quant_artifact, rewrite_manifest
 
-    manifest = {"model": {"variant": "deform_square_depthwise_hw", "width": "1.0x"}, "class_names": ["a"],
-                "input_size": 256, "down_ratio": 4, "preprocess": {}, "quantized": True,
-                "program": {"json": PROGRAM_JSON, "npz": PROGRAM_NPZ, "layers": 57},
-                "hardware": {"pe": 16, "pa": 8, "bits": [4, 8]},
-                "quantization": {"weights": "int4 symmetric", "activations": "u8/s8 per tensor",
-                                 "accumulators": [{"layer": "x", "bits": 20}]},
-                "stats": {"parameters": 1000, "macs": 2_000_000, "float_bytes": 4000, "weight_bytes": 600}}
-    path = write_artifact(str(tmp_path / "q.codenet"), manifest,
-                          {INT_GRAPH: b"int", PROGRAM_JSON: b"{}", PROGRAM_NPZ: b"npz"})
+    from codenet_pynq.artifact import PROGRAM_JSON, PROGRAM_NPZ
+
+    src = build_quant_artifact(str(tmp_path / "q0.codenet"))
+    path = rewrite_manifest(
+        src, str(tmp_path / "q.codenet"),
+        model={"variant": "deform_square_depthwise_hw", "width": "1.0x"},
+        program={"json": PROGRAM_JSON, "npz": PROGRAM_NPZ, "layers": 57}, hardware={"pe": 16, "pa": 8},
+        quantization={"weights": "int4 symmetric", "activations": "u8/s8 per tensor",
+                      "accumulators": [{"layer": "x", "bits": 20}]},
+        stats={"parameters": 1000, "macs": 2_000_000, "float_bytes": 4000, "weight_bytes": 600})
     code, out, err = run(capsys, "info", path)
     assert code == 0, err
     for text in ("quantized", "int4 symmetric", "57 layers", "pe 16", "float32 3.91 KiB", "integer",
