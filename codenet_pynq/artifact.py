@@ -262,10 +262,10 @@ def load_artifact(path: str, verify: bool = True) -> Artifact:
     try:
         z = zipfile.ZipFile(io.BytesIO(raw))
         infos = {i.filename: i for i in z.infolist()}
-        _zip_budget(z.infolist(), len(raw), path, "member", MAX_MEMBERS)
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, NotImplementedError, ValueError) as e:
         raise _fail(path, f"is not a readable .codenet artifact (truncated or corrupt zip: {e})",
                     "Re-export or copy the file again") from e
+    _zip_budget(z.infolist(), len(raw), path, "member", MAX_MEMBERS)
     if MANIFEST not in infos:
         raise _fail(path, f"has no {MANIFEST}", "This is not a codenet-pynq artifact; export one with "
                     "`python -m codenet_pynq.training.export`")

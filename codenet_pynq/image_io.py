@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -117,11 +118,14 @@ def read_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     return decode_image(data, name=name, max_pixels=max_pixels)
 
 
-def image_header(data: Union[bytes, bytearray, memoryview], name: str = "<image bytes>") -> Tuple[str, int, int]:
+def image_header(data: Union[bytes, bytearray, memoryview], name: str = "<image bytes>",
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Tuple[str, int, int]:
     """(format, width, height) from the header of encoded image bytes, without decoding a pixel.
 
     Uses Pillow's header parsers for the formats of :data:`FORMATS`. Raises :class:`ImageReadError`
-    when no supported format recognises the data.
+    when no supported format recognises the data. Some Pillow parsers refuse sizes above twice
+    ``PIL.Image.MAX_IMAGE_PIXELS`` themselves: that is an ImageReadError too, unless
+    ``max_pixels`` is larger (or None), in which case the size is returned as 0 x 0 (unknown).
     """
     from PIL import Image
 
@@ -141,8 +145,15 @@ def image_header(data: Union[bytes, bytearray, memoryview], name: str = "<image 
                 warnings.simplefilter("ignore")
                 im = factory(fp, "")
             width, height = (int(v) for v in im.size)
-        except (SyntaxError, IndexError, TypeError, ValueError, KeyError, OSError, EOFError, struct.error,
-                ZeroDivisionError, MemoryError, OverflowError):
+        except Image.DecompressionBombError as e:  # Pillow's own limit, checked by some parsers
+            found = re.search(r"\((\d+) pixels\)", str(e))
+            pixels = int(found.group(1)) if found else 2 * int(Image.MAX_IMAGE_PIXELS or 0) + 1
+            if max_pixels is not None and pixels > max_pixels:
+                raise ImageReadError(format_message(
+                    name, f"the {fmt} header declares {pixels / 1e6:.1f} megapixels, more than the limit of "
+                    f"{max_pixels / 1e6:g} megapixels", _TOO_LARGE_HINT)) from e
+            return fmt, 0, 0
+        except Exception:  # noqa: BLE001 - whatever a parser raises on hostile bytes means "not this format"
             continue  # not this format (or a header too damaged to read): try the next one
         return fmt, width, height
     raise ImageReadError(format_message(
@@ -164,8 +175,10 @@ def decode_image(data: Union[bytes, bytearray, memoryview, np.ndarray], name: st
             name, "the file is empty (0 bytes)", "the download or copy probably failed; "
             "get the image again"))
     head = bytes(buf[:64])
-    fmt, width, height = image_header(memoryview(buf), name)
-    if width < 1 or height < 1:
+    fmt, width, height = image_header(memoryview(buf), name, max_pixels)
+    if (width, height) == (0, 0):
+        pass  # size unknown before decoding (see image_header); checked after decoding
+    elif width < 1 or height < 1:
         raise ImageReadError(format_message(name, f"the {fmt} header declares a {width} x {height} image",
                                             "the file is damaged; get the image again"))
     _check_pixels(name, width, height, max_pixels)
@@ -236,8 +249,11 @@ def _check_pixels(name: str, width: int, height: int, max_pixels: Optional[int])
         raise ImageReadError(format_message(
             name, f"the image is {width} x {height} = {width * height / 1e6:.1f} megapixels, more than "
             f"the limit of {max_pixels / 1e6:g} megapixels",
-            "downscale the image first, or raise the limit with read_image(..., max_pixels=N) "
-            "(max_pixels=None disables it) if you have the memory"))
+            _TOO_LARGE_HINT))
+
+
+_TOO_LARGE_HINT = ("downscale the image first, or raise the limit with read_image(..., max_pixels=N) "
+                   "(max_pixels=None disables it) if you have the memory")
 
 
 def _not_image_hint(head: bytes) -> str:
