@@ -27,10 +27,11 @@ photo comes out upright); JPEG has neither alpha nor more than 8 bits in practic
 format is decoded with ``IMREAD_UNCHANGED`` and its orientation tag, if any, is ignored.
 
 **Memory bound.** With W x H <= ``max_pixels`` and the file <= ``max_bytes``, the peak memory of
-:func:`read_image` is about ``file bytes + W*H*(d + 3) + t`` where ``d`` is the decoded size of a
-pixel (3 for 8-bit RGB, 4 with alpha, 8 for 16-bit RGBA) and ``t`` a conversion temporary (0 for
-8-bit colour, at most ``6*W*H`` for alpha or 16-bit images): below 0.9 GB for an 8-bit image at
-the default limits, plus what the codec holds while decoding.  Refusals (too many pixels, not a
+:func:`read_image` is about ``file bytes + W*H*d + W*H*3`` plus what the codec holds while
+decoding, where ``d`` is the decoded size of a pixel (1 gray, 3 colour, 4 with alpha, 6 or 8 for
+16-bit) and ``W*H*3`` the BGR result (none for 8-bit colour, which is returned as decoded; the
+conversion runs in blocks of 1 megapixel, so its temporaries are a few MB). At the default
+100 megapixels: 0.3 GB for 8-bit colour, 0.4 GB gray, 0.7 GB with alpha, 1.1 GB for 16-bit RGBA.  Refusals (too many pixels, not a
 regular file, too large a file) cost no more than the file's bytes.  ``benchmarks/
 bad_input_memory.py`` measures it (docs/benchmarks.md).
 
@@ -221,16 +222,27 @@ def to_bgr_u8(img: np.ndarray) -> np.ndarray:
         raise ValueError(f"unsupported image layout {img.shape} (expected H x W with 1 to 4 channels)")
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise ValueError(f"the image has no pixels (shape {img.shape})")
-    channels = img.shape[2]
+    if img.dtype == np.uint8 and img.shape[2] == 3:
+        return np.ascontiguousarray(img)
+    _to_u8(img[:1, :1])  # unsupported pixel types raise before the output is allocated
+    out = np.empty(img.shape[:2] + (3,), np.uint8)
+    rows = max(1, _BLOCK_PIXELS // img.shape[1])
+    for y in range(0, img.shape[0], rows):  # in row blocks: temporaries stay a few MB at any size
+        out[y:y + rows] = _block_to_bgr(img[y:y + rows])
+    return out
+
+
+#: Pixels converted at a time by to_bgr_u8 (bounds its temporaries, whatever the image size).
+_BLOCK_PIXELS = 1 << 20
+
+
+def _block_to_bgr(img: np.ndarray) -> np.ndarray:
     u8 = _to_u8(img)
-    if channels in (2, 4):
+    if img.shape[2] in (2, 4):
         color, alpha = u8[:, :, :-1], u8[:, :, -1:]
         # round(color * alpha / 255) in integers: exact, no float rounding surprises
-        color = ((color.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
-        u8 = color
-    if u8.shape[2] == 1:
-        u8 = np.repeat(u8, 3, axis=2)
-    return np.ascontiguousarray(u8)
+        u8 = ((color.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+    return u8  # 1 channel broadcasts into the 3 of the output
 
 
 def _to_u8(img: np.ndarray) -> np.ndarray:
