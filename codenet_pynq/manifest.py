@@ -198,9 +198,9 @@ def check_manifest(man: Any, source: str, fmt: str, version: int, members: Seque
             if name is not None and name not in members:
                 raise f.fail(f"{section}.{key}", f"names {name[:80]!r}, which is not in the file")
     hw = man.get("hardware") or {}
-    for key, v in hw.items():
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**64:
-            raise f.fail(f"hardware.{key}", f"{v!r} is not an unsigned integer"[:200])
+    for key, v in hw.items():  # compared with the engine's parameters: plain values only
+        if not isinstance(v, (int, str)) and not (isinstance(v, float) and math.isfinite(v)):
+            raise f.fail(f"hardware.{key}", f"{v!r} is not a number or a string"[:200])
 
 
 def _check_files(f: _Fields, listed: Dict[str, Any]) -> None:

@@ -304,7 +304,7 @@ def test_info_quantized_manifest(capsys, tmp_path: Path) -> None:
     path = rewrite_manifest(
         src, str(tmp_path / "q.codenet"),
         model={"variant": "deform_square_depthwise_hw", "width": "1.0x"},
-        program={"json": PROGRAM_JSON, "npz": PROGRAM_NPZ, "layers": 57}, hardware={"pe": 16, "pa": 8},
+        program={"json": PROGRAM_JSON, "npz": PROGRAM_NPZ, "layers": 57}, hardware={"pe": 16, "pa": 8, "bits": "4/8"},
         quantization={"weights": "int4 symmetric", "activations": "u8/s8 per tensor",
                       "accumulators": [{"layer": "x", "bits": 20}]},
         stats={"parameters": 1000, "macs": 2_000_000, "float_bytes": 4000, "weight_bytes": 600})
