@@ -435,8 +435,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
                      f"backend {det.describe()}")
         try:
             det.backend.run(np.zeros((det.input_size, det.input_size, 3), np.uint8))  # warm-up, not timed
-        except CodenetError as e:
-            console.warn(f"the warm-up run failed ({e}); trying each image anyway")
+        except Exception as e:  # noqa: BLE001 - each image will say what goes wrong
+            if getattr(args, "debug", False):
+                traceback.print_exc()
+            console.warn(f"the warm-up run failed ({type(e).__name__}: {e}); trying each image anyway")
         show_bar = len(items) >= PROGRESS_MIN_IMAGES
         try:
             from tqdm import tqdm

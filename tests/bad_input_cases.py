@@ -1,7 +1,8 @@
 """The bad-input table: hostile inputs by class, each with what a correct runtime must do.
 
 Groups: ``images``, ``artifacts``, ``manifest``, ``program``, ``cli`` (filled here) and
-``descriptors``, ``driver`` (hooks: other modules add cases with :func:`case`). A case is a
+``descriptors``, ``driver`` (hooks: a module ``tests/bad_input_cases_<topic>.py`` is imported
+automatically and adds its cases with ``@case("descriptors")``, see :func:`_load_extensions`). A case is a
 function of a fresh folder that raises ``AssertionError`` when the runtime misbehaves in a way
 its own checks can see (accepted a bad input, an unclear message, a lost result); it may return
 ``{"lost": n}`` for results lost. :func:`run_group` runs a group in this process, each case
@@ -772,5 +773,18 @@ def run_group(group: str, root: Path, log: Any) -> None:
     log.flush()
 
 
+def _load_extensions() -> None:
+    """Import ``tests/bad_input_cases_*.py``: other parts of the project add their cases there
+    (e.g. ``@case("descriptors")`` in ``bad_input_cases_descriptors.py``) without editing this file."""
+    import importlib
+
+    for p in sorted(Path(__file__).resolve().parent.glob("bad_input_cases_*.py")):
+        importlib.import_module(p.stem)
+
+
+_load_extensions()
+
 if __name__ == "__main__":
-    run_group(sys.argv[1], Path(sys.argv[2]), sys.stdout)
+    import bad_input_cases  # the module itself (not __main__): extensions register their cases there
+
+    bad_input_cases.run_group(sys.argv[1], Path(sys.argv[2]), sys.stdout)
