@@ -119,7 +119,9 @@ class Artifact:
             self.loaded_program = Program.from_bytes(self.files[PROGRAM_JSON], self.files[PROGRAM_NPZ],
                                                      f"{self.path}: {PROGRAM_JSON}")
         except ProgramError as e:
-            raise ArtifactError(format_message(None, str(e), "re-export the model with codenet-pynq")) from e
+            text = str(e)
+            hint = None if "re-export" in text.lower() else "re-export the model with codenet-pynq"
+            raise ArtifactError(format_message(None, text, hint)) from e
         except (RecursionError, MemoryError, OverflowError, zipfile.BadZipFile, zlib.error, EOFError) as e:
             raise ArtifactError(format_message(f"{self.path}: {PROGRAM_JSON}", f"malformed integer program "
                                                f"({type(e).__name__}: {e})", "re-export the model")) from e
@@ -159,6 +161,14 @@ def _fail(path: str, problem: str, hint: str) -> ArtifactError:
     return ArtifactError(format_message(path, problem, hint))
 
 
+def _size(n: int) -> str:
+    """Bytes for people: 512 B, 3.2 KiB, 64.0 MiB, 1.0 GiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 def _zip_budget(infos: List[zipfile.ZipInfo], container_bytes: int, source: str, what: str,
                 max_members: int) -> None:
     """Refuse a zip whose directory declares too much, before any member is decompressed."""
@@ -180,8 +190,8 @@ def _zip_budget(infos: List[zipfile.ZipInfo], container_bytes: int, source: str,
                         "(only stored and deflate are read)", "re-export the model with codenet-pynq")
         total += info.file_size
         if total > budget:
-            raise _fail(source, f"its {what}s declare {total / 2**20:.1f} MiB or more unpacked from "
-                        f"{container_bytes / 2**20:.2f} MiB, more than the {budget / 2**20:.1f} MiB budget "
+            raise _fail(source, f"its {what}s declare {_size(total)} or more unpacked from "
+                        f"{_size(container_bytes)}, more than the {_size(budget)} budget "
                         f"({MAX_RATIO} x the size + {RATIO_SLACK // 2**20} MiB, at most "
                         f"{MAX_UNPACKED_BYTES / 2**30:g} GiB): a zip bomb or a damaged file",
                         "this is not a model codenet-pynq exported; re-export it")

@@ -145,9 +145,9 @@ def read_regular_file(path: PathLike, error: Type[CodenetError], max_bytes: Opti
             raise fail(f"is {kind}, not {what}", f"only regular files are read; save the data to a file "
                        f"first (e.g. cat {name} > copy) and pass that")
         if max_bytes is not None and st.st_size > max_bytes:
-            raise fail(f"is {st.st_size / 2**20:.1f} MiB, more than the {max_bytes / 2**20:g} MiB limit for "
-                       f"{what}", "this is not what it should be, or it is far larger than needed; "
-                       "check the file")
+            raise fail(f"is {st.st_size:,} bytes, more than the {max_bytes / 2**20:g} MiB limit "
+                       f"({max_bytes:,} bytes) for {what}", "this is not what it should be, or it is far "
+                       "larger than needed; check the file")
 
     try:
         check(os.stat(name))

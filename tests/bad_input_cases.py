@@ -353,8 +353,17 @@ def _manifest_case(name: str, change=None, raw=None, words=()):
     return run
 
 
-_manifest_case("input_size_disagrees_with_graph_and_program", lambda m: m.update(input_size=96),
-               words=("input_size", "96"))
+_manifest_case("input_size_disagrees_with_graph_and_program",
+               lambda m: (m.update(input_size=96), m["model"].update(input_size=96)),
+               words=("program.json", "input_size 96"))
+_manifest_case("input_size_disagrees_with_model_section", lambda m: m.update(input_size=96),
+               words=("model.input_size", "96"))
+
+
+@case("manifest")
+def input_size_disagrees_with_float_graph(d: Path):
+    _load(B.write_zip(d / "f.codenet", _float_members(), _float_manifest(input_size=96)),
+          "model_float.onnx", "input_size 96")
 _manifest_case("top_k_abc", lambda m: m["decode"].update(top_k="abc"), words=("decode.top_k", "abc"))
 _manifest_case("top_k_zero", lambda m: m["decode"].update(top_k=0), words=("decode.top_k",))
 _manifest_case("top_k_bool", lambda m: m["decode"].update(top_k=True), words=("decode.top_k",))
@@ -516,18 +525,23 @@ def program_version(d: Path):
     _load(_with_program(d, doc=doc), "program.json", "version")
 
 
-@case("program")
-def graph_scale_disagrees_with_program(d: Path):
-    from codenet_pynq.onnx_io import graph_io
+def _graph_scale_case(name: str, scale: Callable[[float], float], words: tuple):
+    @case("program", name)
+    def run(d: Path):
+        from codenet_pynq.onnx_io import graph_io
 
-    q = quant(d)
-    meta = json.loads(graph_io(q["files"]["model_int.onnx"]).metadata["codenet_int"])
-    old = repr(meta["outputs"]["hm"]["scale"]).encode()
-    assert q["files"]["model_int.onnx"].count(old) >= 1
-    files = dict(q["files"])
-    new = repr(-float(old)).encode()[:len(old)].ljust(len(old), b"0")  # same length: protobuf stays valid
-    files["model_int.onnx"] = files["model_int.onnx"].replace(old, new)
-    _load(_quant_with(d, files=files), "model_int.onnx", "scale")
+        q = quant(d)
+        meta = json.loads(graph_io(q["files"]["model_int.onnx"]).metadata["codenet_int"])
+        old = repr(meta["outputs"]["hm"]["scale"]).encode()
+        assert q["files"]["model_int.onnx"].count(old) == 1
+        new = repr(scale(float(old))).encode()[:len(old)].ljust(len(old), b"0")  # same length: valid protobuf
+        files = dict(q["files"], **{"model_int.onnx": q["files"]["model_int.onnx"].replace(old, new)})
+        _load(_quant_with(d, files=files), "model_int.onnx", "metadata.codenet_int.outputs.hm.scale", *words)
+    return run
+
+
+_graph_scale_case("graph_scale_negative", lambda s: -s, ("above 0",))
+_graph_scale_case("graph_scale_disagrees_with_program", lambda s: s * 1.5, ("differs from the program",))
 
 
 # ======================================================================================== cli

@@ -57,7 +57,7 @@ def test_read_regular_file(tmp_path: Path) -> None:
     p = tmp_path / "f.bin"
     p.write_bytes(b"12345")
     assert read_regular_file(p, ImageReadError) == b"12345"
-    with pytest.raises(ArtifactError, match="more than the .* limit for a model"):
+    with pytest.raises(ArtifactError, match="5 bytes, more than the .* limit .*for a model"):
         read_regular_file(p, ArtifactError, max_bytes=4, what="a model")
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
