@@ -5,6 +5,7 @@ from setuptools import setup
 RUNTIME = [
     "numpy>=1.21",
     "opencv-python-headless>=4.5",
+    "Pillow>=9.1",  # image headers (pixel count before decoding), see codenet_pynq/image_io.py
     "onnxruntime>=1.16",
     "matplotlib>=3.5",
     "ipywidgets>=7.6",

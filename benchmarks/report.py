@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Sequence
 
+from codenet_pynq.files import atomic_write
+
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "benchmarks.md")
 
 
@@ -78,10 +80,7 @@ def write_section(name: str, body: str) -> None:
     block = f"{begin}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    tmp = DOC + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, DOC)
+    atomic_write(DOC, text)
 
 
 def table(header: List[str], rows: List[List[object]]) -> str:

@@ -3,6 +3,7 @@
 Also runs as ``python -m codenet_pynq``. Exit codes: 0 success; 1 ``detect`` could not process
 any input image; 2 an error to fix (model, image, backend, command line), explained on stderr;
 3 an unexpected internal error (a bug: rerun with ``--debug`` and report the traceback);
+4 ``detect`` finished some images but failed on others (each failure is listed in the JSON);
 130 interrupted with Ctrl-C.
 """
 
@@ -14,7 +15,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -29,12 +29,14 @@ from .errors import CodenetError, format_message
 __all__ = ["main", "build_parser"]
 
 PROG = "codenet-pynq"
-EXIT_OK, EXIT_NOTHING_DONE, EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_NOTHING_DONE, EXIT_ERROR, EXIT_INTERNAL, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 BACKEND_CHOICES = ("auto", "fpga", "emulator", "cpu")
 #: Extensions the annotated copy keeps; any other input format is written as PNG.
 WRITABLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: From this many images on, ``detect`` shows a progress bar (when stderr is a terminal).
 PROGRESS_MIN_IMAGES = 10
+#: ``detect`` rewrites its JSON (atomically) at most this often while it runs, and at the end.
+JSON_EVERY_S = 2.0
 STAGES = ("preprocess", "inference", "decode", "total")
 
 _MODEL_HELP = ("the .codenet model file (default: the model shipped in codenet_pynq/models/, "
@@ -70,28 +72,15 @@ def _resolve_model(model: Optional[str], command: str) -> str:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> Path:
-    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    tmp = None
+    """Write JSON to ``path`` atomically (:func:`codenet_pynq.files.atomic_write`)."""
+    from .files import atomic_write
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        atomic_write(path, json.dumps(obj, indent=1) + "\n")
     except OSError as e:
         raise CodenetError(format_message(str(path), f"cannot be written ({e.strerror or e})",
                                           "check that the folder exists and is writable, or choose "
                                           "another file with --json")) from e
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
     return path
 
 
@@ -201,11 +190,16 @@ class _Input:
     rel: Path  # name of the annotated copy, relative to --out
 
 
+def _real(path: Path) -> Path:
+    """The absolute path with links resolved as far as they go (never raises, even on a link loop)."""
+    return Path(os.path.realpath(path))
+
+
 def _inside(path: Path, folder: Optional[Path]) -> bool:
     if folder is None:
         return False
     try:
-        path.resolve().relative_to(folder)
+        _real(path).relative_to(folder)
         return True
     except ValueError:
         return False
@@ -221,7 +215,7 @@ def _collect_inputs(inputs: Sequence[str], recursive: bool, exclude: Optional[Pa
     seen: Set[Path] = set()
 
     def add(p: Path, rel: Path) -> None:
-        key = p.resolve()
+        key = _real(p)
         if key not in seen:
             seen.add(key)
             found.append(_Input(p, rel))
@@ -243,7 +237,7 @@ def _collect_inputs(inputs: Sequence[str], recursive: bool, exclude: Optional[Pa
                 console.warn(f"{p}: no image files found{hint}")
             for f in images:
                 add(f, f.relative_to(p))
-        elif p.exists():
+        elif os.path.lexists(p):  # a file, or a link / pipe / device that read_image explains
             add(p, Path(p.name))
         else:
             reason = "no such file or folder"
@@ -277,13 +271,13 @@ def _output_path(out_dir: Path, item: _Input, used: Set[Path], inputs: Set[Path]
     if rel.suffix.lower() not in WRITABLE_EXTENSIONS:
         rel = rel.with_suffix(".png")
     cand = out_dir / rel
-    if cand.resolve() in inputs:
+    if _real(cand) in inputs:
         cand = cand.with_name(f"{cand.stem}_detections{cand.suffix}")
     base, n = cand, 2
-    while cand.resolve() in used or cand.resolve() in inputs:
+    while _real(cand) in used or _real(cand) in inputs:
         cand = base.with_name(f"{base.stem}_{n}{base.suffix}")
         n += 1
-    used.add(cand.resolve())
+    used.add(_real(cand))
     return cand
 
 
@@ -309,19 +303,116 @@ def _split_model_and_inputs(args: argparse.Namespace, parser: argparse.ArgumentP
     return model, paths
 
 
-def cmd_detect(args: argparse.Namespace) -> int:
-    """``detect``: run the detector on images and folders, write annotated copies and JSON."""
-    from .detector import Detector
-    from .errors import ImageReadError
+class _DetectReport:
+    """The detections JSON of one ``detect`` run: finished images, failures, skipped files.
+
+    :meth:`save` rewrites the whole file atomically, at most every :data:`JSON_EVERY_S` seconds
+    unless ``final``, so the file always holds every image finished up to its last write.
+    """
+
+    def __init__(self, path: Path, head: Dict[str, Any], skipped: List[Dict[str, str]], console: _Console):
+        self.path = path
+        self.head = head
+        self.records: List[Dict[str, Any]] = []
+        self.failures: List[Dict[str, Any]] = []
+        self.skipped = skipped
+        self.console = console
+        self.start = time.perf_counter()
+        self._last_save = 0.0
+        self._warned = False
+
+    def fail(self, item: _Input, stage: str, exc: BaseException, debug: bool) -> str:
+        """Record that ``item`` failed at ``stage`` (read, detect, write); returns the message."""
+        if isinstance(exc, CodenetError):
+            msg = str(exc)
+        else:  # a bug, or an error of a library that escaped its module: keep going, say so
+            msg = (f"{item.path}: internal error while {stage}ing: {type(exc).__name__}: {exc}. This is a "
+                   "bug in codenet-pynq; rerun with --debug to see the traceback and report it")
+            if debug:
+                traceback.print_exception(type(exc), exc, exc.__traceback__)
+        self.failures.append({"file": str(item.path), "stage": stage, "error": type(exc).__name__,
+                              "reason": msg})
+        return msg
+
+    def document(self, finished: bool, interrupted: bool) -> Dict[str, Any]:
+        records = self.records
+        n_det = sum(len(r["detections"]) for r in records)
+        stages = ("read",) + STAGES
+        mean_ms = {s: float(np.mean([r["timings"][s] for r in records])) for s in stages} if records else {}
+        fps = 1000.0 / mean_ms["total"] if records and mean_ms["total"] > 0 else None
+        failed_files = {f["file"] for f in self.failures}
+        summary = {"images": len(records), "failed": len(failed_files), "skipped": len(self.skipped),
+                   "detections": n_det, "mean_ms": mean_ms, "fps": fps,
+                   "wall_s": time.perf_counter() - self.start}
+        return {**self.head, "images": records, "failures": self.failures, "skipped": self.skipped,
+                "summary": summary, "finished": finished, "interrupted": interrupted}
+
+    def save(self, final: bool = False, interrupted: bool = False, now: bool = False) -> None:
+        """Write the JSON now (``final`` or ``now``: errors raise) or when the last write is older
+        than JSON_EVERY_S (errors warn once: the final write tries again)."""
+        t = time.perf_counter()
+        if not (final or now) and t - self._last_save < JSON_EVERY_S:
+            return
+        self._last_save = t
+        try:
+            _write_json_atomic(self.path, self.document(final and not interrupted, interrupted))
+        except CodenetError as e:
+            if final or now:
+                raise
+            if not self._warned:
+                self.console.warn(f"{e} (will try again at the end of the run)")
+                self._warned = True
+
+
+def _detect_one(det: Any, item: _Input, args: argparse.Namespace, report: _DetectReport, write_images: bool,
+                out_dir: Path, used: Set[Path], input_paths: Set[Path], index: int, total: int) -> None:
+    """Read, detect and write one image; every failure is recorded in ``report``, never raised."""
     from .image_io import read_image, write_image
     from .visualize import draw_detections
+
+    console, debug = report.console, bool(getattr(args, "debug", False))
+    stage = "read"
+    try:
+        t0 = time.perf_counter()
+        image = read_image(item.path)
+        read_ms = (time.perf_counter() - t0) * 1e3
+        stage = "detect"
+        dets = det.detect(image, score_threshold=args.score_threshold, top_k=args.top_k)
+    except Exception as e:  # noqa: BLE001 - any per-image failure is reported and the run goes on
+        console.warn(f"failed: {report.fail(item, stage, e, debug)}")
+        return
+    h, w = image.shape[:2]
+    record = {"file": str(item.path), "output": None, "width": w, "height": h, "image_size": [h, w],
+              "timings": {"read": read_ms, **dets.timings}, "detections": dets.to_dict()["detections"]}
+    report.records.append(record)  # the detections are kept even when the annotated copy fails
+    if write_images:
+        try:
+            out_file = _output_path(out_dir, item, used, input_paths)
+            write_image(out_file, draw_detections(image, dets))
+            record["output"] = str(out_file)
+        except Exception as e:  # noqa: BLE001
+            msg = report.fail(item, "write", e, debug)
+            record["output_error"] = msg
+            console.warn(f"annotated copy not written (detections kept in the JSON): {msg}")
+    console.line(f"[{index}/{total}] {item.path}  {w}x{h}  {_describe_dets(dets)}  "
+                 f"({dets.timings['total']:.1f} ms)")
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """``detect``: run the detector on images and folders, write annotated copies and JSON.
+
+    A failure on one image (unreadable file, backend error or timeout, unwritable output, even
+    an internal error) is reported and the run goes on; the JSON is written before the first
+    image, rewritten as images finish, and written at the end whatever happened.
+    """
+    from .detector import Detector
 
     model, inputs = _split_model_and_inputs(args, args._parser)
     console = _Console(args.quiet)
     out_dir = Path(args.out)
     json_path = Path(args.json) if args.json else out_dir / "detections.json"
     write_images = not args.no_images
-    exclude = out_dir.resolve() if write_images else None
+    exclude = _real(out_dir) if write_images else None
     items, skipped = _collect_inputs(inputs, args.recursive, exclude, console)
     if not items:
         print(f"{PROG}: error: no image to process in {', '.join(inputs)}. Pass image files (.jpg, .png, ...) "
@@ -329,15 +420,25 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return EXIT_NOTHING_DONE
 
     det = Detector.load(_resolve_model(model, "detect"), backend=args.backend, **_backend_kw(args))
-    records: List[Dict[str, Any]] = []
     used: Set[Path] = set()
-    input_paths = {it.path.resolve() for it in items}
+    input_paths = {_real(it.path) for it in items}
     interrupted = False
-    start = time.perf_counter()
     with det:
+        head = {"tool": f"{PROG} {__version__}", "created": _now(),
+                "model": {"path": det.artifact.path, "classes": det.class_names, "input_size": det.input_size},
+                "backend": det.describe(), "backend_name": det.backend_name,
+                "score_threshold": det.score_threshold if args.score_threshold is None else args.score_threshold,
+                "top_k": det.top_k if args.top_k is None else args.top_k}
+        report = _DetectReport(json_path, head, skipped, console)
+        report.save(now=True)  # an unwritable --json fails here, before any work is done
         console.line(f"model {det.artifact.path}: {len(det.class_names)} classes, input {det.input_size}; "
                      f"backend {det.describe()}")
-        det.backend.run(np.zeros((det.input_size, det.input_size, 3), np.uint8))  # warm-up, not timed
+        try:
+            det.backend.run(np.zeros((det.input_size, det.input_size, 3), np.uint8))  # warm-up, not timed
+        except Exception as e:  # noqa: BLE001 - each image will say what goes wrong
+            if getattr(args, "debug", False):
+                traceback.print_exc()
+            console.warn(f"the warm-up run failed ({type(e).__name__}: {e}); trying each image anyway")
         show_bar = len(items) >= PROGRESS_MIN_IMAGES
         try:
             from tqdm import tqdm
@@ -348,57 +449,25 @@ def cmd_detect(args: argparse.Namespace) -> int:
             console.bar = None
         try:
             for i, item in enumerate(items, 1):
-                t0 = time.perf_counter()
-                try:
-                    image = read_image(item.path)
-                except ImageReadError as e:
-                    console.warn(f"skipped: {e}")
-                    skipped.append({"file": str(item.path), "reason": str(e)})
-                    if console.bar is not None:
-                        console.bar.update(1)
-                    continue
-                read_ms = (time.perf_counter() - t0) * 1e3
-                dets = det.detect(image, score_threshold=args.score_threshold, top_k=args.top_k)
-                out_file = None
-                if write_images:
-                    out_file = _output_path(out_dir, item, used, input_paths)
-                    write_image(out_file, draw_detections(image, dets))
-                h, w = image.shape[:2]
-                timings = {"read": read_ms, **dets.timings}
-                records.append({"file": str(item.path), "output": str(out_file) if out_file else None,
-                                "width": w, "height": h, "image_size": [h, w], "timings": timings,
-                                "detections": dets.to_dict()["detections"]})
-                console.line(f"[{i}/{len(items)}] {item.path}  {w}x{h}  {_describe_dets(dets)}  "
-                             f"({dets.timings['total']:.1f} ms)")
+                _detect_one(det, item, args, report, write_images, out_dir, used, input_paths, i, len(items))
                 if console.bar is not None:
                     console.bar.update(1)
+                report.save()
         except KeyboardInterrupt:
             interrupted = True
         finally:
             if console.bar is not None:
                 console.bar.close()
                 console.bar = None
-    wall = time.perf_counter() - start
+            report.save(final=True, interrupted=interrupted)
 
-    n_det = sum(len(r["detections"]) for r in records)
-    stages = ("read",) + STAGES
-    mean_ms = {s: float(np.mean([r["timings"][s] for r in records])) for s in stages} if records else {}
-    fps = 1000.0 / mean_ms["total"] if records and mean_ms["total"] > 0 else None
-    summary = {"images": len(records), "skipped": len(skipped), "detections": n_det, "mean_ms": mean_ms,
-               "fps": fps, "wall_s": wall}
-    report = {"tool": f"{PROG} {__version__}", "created": _now(),
-              "model": {"path": det.artifact.path, "classes": det.class_names, "input_size": det.input_size},
-              "backend": det.describe(), "backend_name": det.backend_name,
-              "score_threshold": det.score_threshold if args.score_threshold is None else args.score_threshold,
-              "top_k": det.top_k if args.top_k is None else args.top_k,
-              "images": records, "skipped": skipped, "summary": summary, "interrupted": interrupted}
-    _write_json_atomic(json_path, report)
-
+    doc = report.document(not interrupted, interrupted)
+    summary, records, failures = doc["summary"], report.records, report.failures
     if records:
-        stage_text = ", ".join(f"{s} {mean_ms[s]:.1f}" for s in stages)
-        console.result(f"done: {len(records)} image(s), {n_det} detection(s), {len(skipped)} skipped; "
-                       f"mean ms: {stage_text}; {fps:.1f} fps (detector total, without file I/O); "
-                       f"wall {wall:.2f} s")
+        stage_text = ", ".join(f"{s} {summary['mean_ms'][s]:.1f}" for s in ("read",) + STAGES)
+        console.result(f"done: {len(records)} image(s), {summary['detections']} detection(s), "
+                       f"{summary['failed']} failed, {len(skipped)} skipped; mean ms: {stage_text}; "
+                       f"{summary['fps']:.1f} fps (detector total, without file I/O); wall {summary['wall_s']:.2f} s")
         where = f"annotated images in {out_dir}/, " if write_images else ""
         console.result(f"wrote {where}detections JSON {json_path}")
     if interrupted:
@@ -406,10 +475,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if not records:
-        print(f"{PROG}: error: none of the {len(items)} input image(s) could be read (see the warnings above; "
-              f"details in {json_path}). Check that the files are images that open in an image viewer",
+        print(f"{PROG}: error: none of the {len(items)} input image(s) could be processed (see the warnings "
+              f"above; details in {json_path}). Check that the files are images that open in an image viewer",
               file=sys.stderr)
         return EXIT_NOTHING_DONE
+    if failures:
+        print(f"{PROG}: {summary['failed']} of {len(items)} image(s) failed (listed under 'failures' in "
+              f"{json_path}); the other results are complete", file=sys.stderr)
+        return EXIT_SOME_FAILED
     return EXIT_OK
 
 
@@ -606,7 +679,8 @@ examples:
 
 Run '{PROG} COMMAND --help' for the options of each command.
 exit codes: 0 ok; 1 detect processed no image; 2 error to fix (model, image, backend, command
-line); 3 internal error (rerun with --debug and report it); 130 interrupted.
+line); 3 internal error (rerun with --debug and report it); 4 detect failed on some images (the
+others are done; failures listed in the JSON); 130 interrupted.
 """
 
 _DETECT_DESC = """\
@@ -615,15 +689,17 @@ Detect objects in images and folders of images.
 Positional arguments: an optional MODEL (a path ending in .codenet, case-insensitive) followed by
 one or more INPUTs (image files or folders). Without a model path (and without --model) the model
 shipped with codenet-pynq is used. A folder is searched for images by extension (.jpg, .png,
-.bmp, .tif, .webp, ...; add --recursive for sub-folders); other files in it are skipped with a
-warning, and so are files that cannot be read as images. The run succeeds (exit 0) when at least
-one image was processed.
+.bmp, .tif, .webp, .gif, ...; add --recursive for sub-folders); other files in it are skipped with
+a warning. A failure on one image (unreadable file, backend error or timeout, unwritable output)
+is reported and the run goes on; the exit code is 0 when every image was processed, 4 when some
+failed (listed in the JSON), 1 when none could be processed.
 
 Outputs: an annotated copy of each image in --out (same relative name; formats OpenCV cannot
 write become .png), and one JSON file (default OUT/detections.json, written atomically) with,
 per image: file, output, width, height, detections (box x1 y1 x2 y2 in image pixels, score,
 label, class_name) and timings in ms (read, preprocess, inference, decode, total); plus the
-skipped files with their reasons and a summary.
+failures and skipped files with their reasons and a summary. The JSON is rewritten as images
+finish, so it always holds every finished image.
 """
 
 _DETECT_EPILOG = f"""\

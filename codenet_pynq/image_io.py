@@ -1,8 +1,16 @@
 """Robust image reading and writing: whatever the file holds, the caller gets BGR ``uint8`` H x W x 3.
 
-Reading is done in two steps: the file's bytes are read with Python (so missing, unreadable and
-empty files give clear errors and non-ASCII paths work on every platform), then decoded with
-``cv2.imdecode``.  The decoded pixels are converted as follows:
+Reading is done in three steps, each bounded before the next one allocates:
+
+1. the file is checked with ``stat``: only a regular file of at most ``max_bytes`` (default
+   512 MiB) is opened (a named pipe, a device such as ``/dev/zero``, a socket or a folder is
+   refused without being opened), and its bytes are read with Python (clear errors for missing
+   files, broken links, symbolic link loops and permission problems; non-ASCII paths work);
+2. the header is parsed with Pillow (``PIL.Image`` plugins read the header only, no pixel):
+   the format must be one of :data:`FORMATS` and width x height at most ``max_pixels``
+   (default 100 megapixels), so a decompression bomb (a tiny TIFF, WebP, PNG... declaring a
+   huge image) is refused before any pixel is decoded;
+3. the pixels are decoded with ``cv2.imdecode`` and converted as follows:
 
 * grayscale (H x W or H x W x 1) is repeated into 3 channels;
 * an alpha channel (gray+alpha, BGRA) is **composited over black**: ``bgr * alpha / max``,
@@ -11,38 +19,54 @@ empty files give clear errors and non-ASCII paths work on every platform), then 
 * 16-bit integer images keep their 8 most significant bits (``>> 8``), i.e. a full-range
   linear rescale of 0..65535 to 0..255 (no per-image stretching, so results do not depend on
   the image's content);
-* floating point images (EXR, float TIFF, ...) are taken as 0..1, clipped, scaled by 255 and
+* floating point images (float TIFF, ...) are taken as 0..1, clipped, scaled by 255 and
   rounded; NaN becomes 0.
 
 JPEG data is decoded with ``IMREAD_COLOR`` so that the EXIF orientation tag is applied (a phone
 photo comes out upright); JPEG has neither alpha nor more than 8 bits in practice.  Every other
 format is decoded with ``IMREAD_UNCHANGED`` and its orientation tag, if any, is ignored.
 
+**Memory bound.** With W x H <= ``max_pixels`` and the file <= ``max_bytes``, the peak memory of
+:func:`read_image` is about ``file bytes + W*H*d + W*H*3`` plus what the codec holds while
+decoding, where ``d`` is the decoded size of a pixel (1 gray, 3 colour, 4 with alpha, 6 or 8 for
+16-bit) and ``W*H*3`` the BGR result (none for 8-bit colour, which is returned as decoded; the
+conversion runs in blocks of 1 megapixel, so its temporaries are a few MB). At the default
+100 megapixels: 0.3 GB for 8-bit colour, 0.4 GB gray, 0.7 GB with alpha, 1.1 GB for 16-bit RGBA.  Refusals (too many pixels, not a
+regular file, too large a file) cost no more than the file's bytes.  ``benchmarks/
+bad_input_memory.py`` measures it (docs/benchmarks.md).
+
 Refused, with :class:`~codenet_pynq.errors.ImageReadError` naming the file: a missing path, a
-folder, an unreadable or empty file, data that is not an image / is corrupt / is truncated
-(a JPEG without its end marker, a PNG without its ``IEND`` chunk), images with more pixels than
-``max_pixels`` (checked from the header before decoding when the format is PNG, JPEG, BMP or
-GIF, so a decompression bomb is never decoded), and unsupported pixel types.
+folder or anything that is not a regular file, an unreadable or empty file, data that is not an
+image of a supported format / is corrupt / is truncated (a JPEG without its end marker, a PNG
+without its ``IEND`` chunk), images with more pixels than ``max_pixels``, and unsupported pixel
+types.  The formats accepted from a single file and the extensions :func:`list_images` picks
+from a folder are the same table, :data:`FORMATS`.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import struct
-import tempfile
+import warnings
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from .errors import ImageReadError, ImageWriteError, format_message
+from .files import atomic_write, read_regular_file
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_FILE_BYTES",
+    "FORMATS",
     "IMAGE_EXTENSIONS",
     "read_image",
     "decode_image",
+    "image_header",
     "to_bgr_u8",
     "list_images",
     "write_image",
@@ -54,46 +78,96 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: Default upper bound on width x height accepted by :func:`read_image` (100 megapixels).
 DEFAULT_MAX_PIXELS = 100_000_000
 
+#: Default upper bound on the size of an image file read by :func:`read_image` (512 MiB).
+DEFAULT_MAX_FILE_BYTES = 512 * 2**20
+
+#: Formats read (Pillow's name for the header parser -> file extensions, lower case with the dot).
+#: A single file is accepted when its header is one of these formats, whatever its name; a folder
+#: is searched for exactly these extensions. All are decoded by OpenCV (GIF: first frame).
+FORMATS: Dict[str, Tuple[str, ...]] = {
+    "JPEG": (".jpg", ".jpeg", ".jpe"),
+    "PNG": (".png",),
+    "BMP": (".bmp", ".dib"),
+    "TIFF": (".tif", ".tiff"),
+    "WEBP": (".webp",),
+    "GIF": (".gif",),
+    "PPM": (".pbm", ".pgm", ".ppm", ".pnm"),
+    "SUN": (".sr", ".ras"),
+    "JPEG2000": (".jp2", ".j2k"),
+    "AVIF": (".avif",),
+}
+
 #: File extensions (lower case, with the dot) that :func:`list_images` treats as images.
-IMAGE_EXTENSIONS: Tuple[str, ...] = (
-    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic", ".jp2",
-)
+IMAGE_EXTENSIONS: Tuple[str, ...] = tuple(e for exts in FORMATS.values() for e in exts)
 
 _JPEG_SOI = b"\xff\xd8"
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 
 
-def read_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+               max_bytes: Optional[int] = DEFAULT_MAX_FILE_BYTES) -> np.ndarray:
     """Read an image file and return it as a contiguous BGR ``uint8`` array of shape (H, W, 3).
 
-    ``max_pixels`` (default 100 megapixels, ``None`` for no limit) bounds width x height.
+    ``max_pixels`` (default 100 megapixels) bounds width x height and ``max_bytes`` (default
+    512 MiB) the file size; ``None`` disables a bound. Only regular files are opened.
     Raises :class:`ImageReadError` naming the file, the problem and what to do.
     """
-    p = Path(os.fspath(path))
-    name = str(p)
-    if not p.exists():
-        raise ImageReadError(format_message(
-            name, "no such file", "check the path (relative paths are resolved from "
-            f"{os.getcwd()})"))
-    if p.is_dir():
-        raise ImageReadError(format_message(
-            name, "is a folder, not an image file", "pass one image file, or use list_images() "
-            "to iterate over the images in a folder"))
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ImageReadError(format_message(
-            name, f"cannot be read ({exc.strerror or exc})",
-            "check the file's permissions and that the disk is readable")) from exc
+    name = os.fspath(path)
+    data = read_regular_file(name, ImageReadError, max_bytes=max_bytes, what="an image file",
+                             dir_hint="pass one image file, or use list_images() to iterate over the "
+                                      "images in a folder")
     return decode_image(data, name=name, max_pixels=max_pixels)
+
+
+def image_header(data: Union[bytes, bytearray, memoryview], name: str = "<image bytes>",
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Tuple[str, int, int]:
+    """(format, width, height) from the header of encoded image bytes, without decoding a pixel.
+
+    Uses Pillow's header parsers for the formats of :data:`FORMATS`. Raises :class:`ImageReadError`
+    when no supported format recognises the data. Some Pillow parsers refuse sizes above twice
+    ``PIL.Image.MAX_IMAGE_PIXELS`` themselves: that is an ImageReadError too, unless
+    ``max_pixels`` is larger (or None), in which case the size is returned as 0 x 0 (unknown).
+    """
+    from PIL import Image
+
+    Image.init()
+    raw = bytes(data[:16])
+    fp = io.BytesIO(data)
+    for fmt in FORMATS:
+        if fmt not in Image.OPEN:  # this Pillow lacks the plugin (e.g. AVIF before 11.3)
+            continue
+        factory, accept = Image.OPEN[fmt]
+        try:
+            ok = accept is None or accept(raw)
+            if not ok or isinstance(ok, str):
+                continue
+            fp.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im = factory(fp, "")
+            width, height = (int(v) for v in im.size)
+        except Image.DecompressionBombError as e:  # Pillow's own limit, checked by some parsers
+            found = re.search(r"\((\d+) pixels\)", str(e))
+            pixels = int(found.group(1)) if found else 2 * int(Image.MAX_IMAGE_PIXELS or 0) + 1
+            if max_pixels is not None and pixels > max_pixels:
+                raise ImageReadError(format_message(
+                    name, f"the {fmt} header declares {pixels / 1e6:.1f} megapixels, more than the limit of "
+                    f"{max_pixels / 1e6:g} megapixels", _TOO_LARGE_HINT)) from e
+            return fmt, 0, 0
+        except Exception:  # noqa: BLE001 - whatever a parser raises on hostile bytes means "not this format"
+            continue  # not this format (or a header too damaged to read): try the next one
+        return fmt, width, height
+    raise ImageReadError(format_message(
+        name, f"cannot be decoded: the data is not an image of a supported format ({', '.join(FORMATS)}) "
+        "or its header is damaged", _not_image_hint(raw)))
 
 
 def decode_image(data: Union[bytes, bytearray, memoryview, np.ndarray], name: str = "<image bytes>",
                  max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, ...) to BGR ``uint8`` (H, W, 3); see :func:`read_image`.
 
-    ``name`` is used in error messages (a path, a URL, a camera id).
+    ``name`` is used in error messages (a path, a URL, a camera id). The header is checked
+    against ``max_pixels`` before any pixel is decoded.
     """
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else \
         np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
@@ -102,19 +176,22 @@ def decode_image(data: Union[bytes, bytearray, memoryview, np.ndarray], name: st
             name, "the file is empty (0 bytes)", "the download or copy probably failed; "
             "get the image again"))
     head = bytes(buf[:64])
-    is_jpeg = head.startswith(_JPEG_SOI)
-    size = _peek_size(buf)
-    if size is not None:
-        _check_pixels(name, size[0], size[1], max_pixels)
-    if is_jpeg and _jpeg_truncated(buf):
+    fmt, width, height = image_header(memoryview(buf), name, max_pixels)
+    if (width, height) == (0, 0):
+        pass  # size unknown before decoding (see image_header); checked after decoding
+    elif width < 1 or height < 1:
+        raise ImageReadError(format_message(name, f"the {fmt} header declares a {width} x {height} image",
+                                            "the file is damaged; get the image again"))
+    _check_pixels(name, width, height, max_pixels)
+    if fmt == "JPEG" and _jpeg_truncated(buf):
         raise ImageReadError(format_message(
             name, "the JPEG data is truncated (no end-of-image marker after the image data)",
             "the file was cut short while downloading or copying; get the image again"))
-    if head.startswith(_PNG_SIG) and _png_truncated(buf):
+    if fmt == "PNG" and _png_truncated(buf):
         raise ImageReadError(format_message(
             name, "the PNG data is truncated (no IEND chunk at the end)",
             "the file was cut short while downloading or copying; get the image again"))
-    flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED
+    flags = cv2.IMREAD_COLOR if fmt == "JPEG" else cv2.IMREAD_UNCHANGED
     try:
         img = cv2.imdecode(buf, flags)
     except cv2.error as exc:  # some codecs raise instead of returning None
@@ -123,7 +200,7 @@ def decode_image(data: Union[bytes, bytearray, memoryview, np.ndarray], name: st
             _not_image_hint(head))) from exc
     if img is None or img.size == 0:
         raise ImageReadError(format_message(
-            name, "cannot be decoded: the data is not a supported image or is corrupt",
+            name, f"cannot be decoded: the {fmt} data is corrupt or uses a feature OpenCV does not read",
             _not_image_hint(head)))
     _check_pixels(name, img.shape[1], img.shape[0], max_pixels)
     try:
@@ -145,16 +222,27 @@ def to_bgr_u8(img: np.ndarray) -> np.ndarray:
         raise ValueError(f"unsupported image layout {img.shape} (expected H x W with 1 to 4 channels)")
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise ValueError(f"the image has no pixels (shape {img.shape})")
-    channels = img.shape[2]
+    if img.dtype == np.uint8 and img.shape[2] == 3:
+        return np.ascontiguousarray(img)
+    _to_u8(img[:1, :1])  # unsupported pixel types raise before the output is allocated
+    out = np.empty(img.shape[:2] + (3,), np.uint8)
+    rows = max(1, _BLOCK_PIXELS // img.shape[1])
+    for y in range(0, img.shape[0], rows):  # in row blocks: temporaries stay a few MB at any size
+        out[y:y + rows] = _block_to_bgr(img[y:y + rows])
+    return out
+
+
+#: Pixels converted at a time by to_bgr_u8 (bounds its temporaries, whatever the image size).
+_BLOCK_PIXELS = 1 << 20
+
+
+def _block_to_bgr(img: np.ndarray) -> np.ndarray:
     u8 = _to_u8(img)
-    if channels in (2, 4):
+    if img.shape[2] in (2, 4):
         color, alpha = u8[:, :, :-1], u8[:, :, -1:]
         # round(color * alpha / 255) in integers: exact, no float rounding surprises
-        color = ((color.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
-        u8 = color
-    if u8.shape[2] == 1:
-        u8 = np.repeat(u8, 3, axis=2)
-    return np.ascontiguousarray(u8)
+        u8 = ((color.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+    return u8  # 1 channel broadcasts into the 3 of the output
 
 
 def _to_u8(img: np.ndarray) -> np.ndarray:
@@ -173,8 +261,11 @@ def _check_pixels(name: str, width: int, height: int, max_pixels: Optional[int])
         raise ImageReadError(format_message(
             name, f"the image is {width} x {height} = {width * height / 1e6:.1f} megapixels, more than "
             f"the limit of {max_pixels / 1e6:g} megapixels",
-            "downscale the image first, or raise the limit with read_image(..., max_pixels=N) "
-            "(max_pixels=None disables it) if you have the memory"))
+            _TOO_LARGE_HINT))
+
+
+_TOO_LARGE_HINT = ("downscale the image first, or raise the limit with read_image(..., max_pixels=N) "
+                   "(max_pixels=None disables it) if you have the memory")
 
 
 def _not_image_hint(head: bytes) -> str:
@@ -184,26 +275,6 @@ def _not_image_hint(head: bytes) -> str:
                 "download the image again")
     return ("check that it opens in an image viewer; if it does, re-save it as PNG or JPEG, "
             "otherwise get the image again")
-
-
-def _peek_size(buf: np.ndarray) -> Optional[Tuple[int, int]]:
-    """(width, height) from the header of PNG, JPEG, BMP or GIF data, else None. Never raises."""
-    try:
-        head = bytes(buf[:32])
-        if head.startswith(_PNG_SIG) and head[12:16] == b"IHDR":
-            w, h = struct.unpack(">II", head[16:24])
-            return int(w), int(h)
-        if head.startswith(b"GIF87a") or head.startswith(b"GIF89a"):
-            w, h = struct.unpack("<HH", head[6:10])
-            return int(w), int(h)
-        if head.startswith(b"BM") and len(head) >= 26:
-            w, h = struct.unpack("<ii", head[18:26])
-            return abs(int(w)), abs(int(h))
-        if head.startswith(_JPEG_SOI):
-            return _jpeg_scan(buf)[0]
-    except (struct.error, IndexError, ValueError):
-        return None
-    return None
 
 
 # SOFn markers carry the frame size; C4 (DHT), C8 (JPG extension) and CC (DAC) are not frames.
@@ -289,8 +360,10 @@ def list_images(folder: PathLike, recursive: bool = False,
             found.extend(Path(dirpath) / f for f in filenames
                          if not f.startswith(".") and os.path.splitext(f)[1].lower() in exts)
     else:
+        # not is_dir() rather than is_file(): a pipe, device or broken link named like an image is
+        # listed (as os.walk lists it with recursive=True) and read_image says what it is
         found = [e for e in root.iterdir()
-                 if not e.name.startswith(".") and e.suffix.lower() in exts and e.is_file()]
+                 if not e.name.startswith(".") and e.suffix.lower() in exts and not e.is_dir()]
     return sorted(found, key=lambda q: q.as_posix())
 
 
@@ -318,9 +391,9 @@ def encode_image(img: np.ndarray, ext: str = ".png", params: Optional[Sequence[i
 def write_image(path: PathLike, img: np.ndarray, params: Optional[Sequence[int]] = None) -> Path:
     """Write ``img`` (BGR) atomically to ``path``; the format comes from the extension.
 
-    The bytes are encoded in memory, written to a temporary file in the same folder and moved
-    into place with ``os.replace``, so a reader never sees a half-written file.  Missing parent
-    folders are created.  Returns the path.
+    The bytes are encoded in memory and written with :func:`codenet_pynq.files.atomic_write`
+    (temporary file + ``os.replace``: a reader never sees a half-written file; a new file gets
+    the mode a plain ``open()`` gives).  Missing parent folders are created.  Returns the path.
     """
     p = Path(os.fspath(path))
     if not p.suffix:
@@ -330,25 +403,10 @@ def write_image(path: PathLike, img: np.ndarray, params: Optional[Sequence[int]]
         data = encode_image(img, p.suffix, params)
     except ImageWriteError as exc:
         raise ImageWriteError(f"{p}: {exc}") from exc
-    tmp_name = None
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix="." + p.name + ".", suffix=".tmp", dir=str(p.parent))
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, (p.stat().st_mode & 0o777) if p.exists() else 0o644)
-        os.replace(tmp_name, p)
-        tmp_name = None
+        atomic_write(p, data)
     except OSError as exc:
         raise ImageWriteError(format_message(
             str(p), f"cannot be written ({exc.strerror or exc})",
             "check that the folder is writable and the disk is not full")) from exc
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
     return p

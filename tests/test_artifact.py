@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Callable, Dict
 
 import pytest
+from onnx_fixtures import tiny_graph
 
 from codenet_pynq import artifact as A
 from codenet_pynq.errors import ArtifactError, CodenetError
 
-GRAPH = b"\x08\x07fake onnx bytes" * 10
+GRAPH = tiny_graph(64)
 
 
 def _manifest(**over) -> Dict:
@@ -27,7 +28,7 @@ def _manifest(**over) -> Dict:
 
 @pytest.fixture
 def art_path(tmp_path: Path) -> Path:
-    """A small valid float artifact (the graph bytes are not parsed by load_artifact)."""
+    """A small valid float artifact (a tiny real ONNX graph: load_artifact reads its input shape)."""
     return Path(A.write_artifact(str(tmp_path / "m.codenet"), _manifest(), {A.FLOAT_GRAPH: GRAPH}))
 
 

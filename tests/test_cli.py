@@ -45,7 +45,8 @@ def _no_temp_files(folder: Path) -> None:
 def test_detect_folder(capsys, tiny_artifact: str, photos: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     code, out, err = run(capsys, "detect", tiny_artifact, photos, "--out", out_dir)
-    assert code == 0, err
+    assert code == 4, err  # some images failed, the others are done
+    assert "2 of 4 image(s) failed" in err
     # warnings name each bad file and say why
     assert "corrupt.jpg" in err and "HTML" in err
     assert "cut.png" in err and "truncated" in err
@@ -71,10 +72,13 @@ def test_detect_folder(capsys, tiny_artifact: str, photos: Path, tmp_path: Path)
     assert all(0 <= d["box"][0] <= d["box"][2] <= 160 for d in dets)
     assert all(d["score"] >= 0.3 for d in dets)
     skipped = {Path(s["file"]).name: s["reason"] for s in report["skipped"]}
-    assert set(skipped) == {"corrupt.jpg", "cut.png", "notes.txt"}
-    assert "truncated" in skipped["cut.png"]
+    assert set(skipped) == {"notes.txt"}
+    failed = {Path(f["file"]).name: f for f in report["failures"]}
+    assert set(failed) == {"corrupt.jpg", "cut.png"} and {f["stage"] for f in failed.values()} == {"read"}
+    assert "truncated" in failed["cut.png"]["reason"] and failed["cut.png"]["error"] == "ImageReadError"
     summary = report["summary"]
-    assert summary["images"] == 2 and summary["skipped"] == 3
+    assert summary["images"] == 2 and summary["skipped"] == 1 and summary["failed"] == 2
+    assert report["finished"]
     assert summary["detections"] == sum(len(r["detections"]) for r in report["images"])
     assert summary["fps"] > 0 and set(summary["mean_ms"]) >= {"preprocess", "inference", "decode", "total"}
     assert report["backend_name"] == "cpu" and report["score_threshold"] == 0.3 and not report["interrupted"]
@@ -85,7 +89,7 @@ def test_detect_recursive_options(capsys, tiny_artifact: str, photos: Path, tmp_
     js = tmp_path / "res.json"
     code, out, err = run(capsys, "detect", "--model", tiny_artifact, photos, "-r", "--no-images", "--json", js,
                          "--score-threshold", "0.9", "--top-k", "2", "-q", "--out", tmp_path / "never")
-    assert code == 0, err
+    assert code == 4, err  # corrupt.jpg and cut.png failed
     assert not (tmp_path / "never").exists()  # --no-images with --json: nothing else written
     assert "[1/" not in out and "done: 3 image(s)" in out  # quiet: summary only
     report = json.loads(js.read_text())
@@ -134,9 +138,9 @@ def test_detect_all_bad(capsys, tiny_artifact: str, tmp_path: Path) -> None:
     code, out, err = run(capsys, "detect", tiny_artifact, bad, "--out", tmp_path / "out")
     assert code == 1
     assert "one.jpg" in err and "two.png" in err and "empty" in err
-    assert "none of the 2 input image(s) could be read" in err
+    assert "none of the 2 input image(s) could be processed" in err
     report = json.loads((tmp_path / "out" / "detections.json").read_text())
-    assert report["images"] == [] and len(report["skipped"]) == 2
+    assert report["images"] == [] and len(report["failures"]) == 2 and report["skipped"] == []
 
 
 def test_detect_nothing_to_do(capsys, tiny_artifact: str, tmp_path: Path) -> None:
@@ -172,7 +176,7 @@ def test_model_errors(capsys, tiny_copy: str, photos: Path, tmp_path: Path) -> N
 
     with zipfile.ZipFile(tiny_copy) as z:
         members = {n: z.read(n) for n in z.namelist()}
-    members["model_float.onnx"] = members["model_float.onnx"] + b"\0"
+    members["model_float.onnx"] = members["model_float.onnx"][:-1] + bytes([members["model_float.onnx"][-1] ^ 1])
     with zipfile.ZipFile(tiny_copy, "w") as z:
         for n, data in members.items():
             z.writestr(n, data)
@@ -291,18 +295,19 @@ def test_synthetic_image_is_deterministic() -> None:
 
 
 def test_info_quantized_manifest(capsys, tmp_path: Path) -> None:
-    """info on a quantized artifact (fake payloads: info does not run the graphs)."""
-    from codenet_pynq.artifact import INT_GRAPH, PROGRAM_JSON, PROGRAM_NPZ, write_artifact
+    """info on a quantized artifact (a tiny real program; info does not run the graphs)."""
+    from quant_fixtures import build_quant_artifact, rewrite_manifest
 
-    manifest = {"model": {"variant": "deform_square_depthwise_hw", "width": "1.0x"}, "class_names": ["a"],
-                "input_size": 256, "down_ratio": 4, "preprocess": {}, "quantized": True,
-                "program": {"json": PROGRAM_JSON, "npz": PROGRAM_NPZ, "layers": 57},
-                "hardware": {"pe": 16, "pa": 8, "bits": [4, 8]},
-                "quantization": {"weights": "int4 symmetric", "activations": "u8/s8 per tensor",
-                                 "accumulators": [{"layer": "x", "bits": 20}]},
-                "stats": {"parameters": 1000, "macs": 2_000_000, "float_bytes": 4000, "weight_bytes": 600}}
-    path = write_artifact(str(tmp_path / "q.codenet"), manifest,
-                          {INT_GRAPH: b"int", PROGRAM_JSON: b"{}", PROGRAM_NPZ: b"npz"})
+    from codenet_pynq.artifact import PROGRAM_JSON, PROGRAM_NPZ
+
+    src = build_quant_artifact(str(tmp_path / "q0.codenet"))
+    path = rewrite_manifest(
+        src, str(tmp_path / "q.codenet"),
+        model={"variant": "deform_square_depthwise_hw", "width": "1.0x"},
+        program={"json": PROGRAM_JSON, "npz": PROGRAM_NPZ, "layers": 57}, hardware={"pe": 16, "pa": 8, "bits": "4/8"},
+        quantization={"weights": "int4 symmetric", "activations": "u8/s8 per tensor",
+                      "accumulators": [{"layer": "x", "bits": 20}]},
+        stats={"parameters": 1000, "macs": 2_000_000, "float_bytes": 4000, "weight_bytes": 600})
     code, out, err = run(capsys, "info", path)
     assert code == 0, err
     for text in ("quantized", "int4 symmetric", "57 layers", "pe 16", "float32 3.91 KiB", "integer",

@@ -191,9 +191,13 @@ def test_pixel_limit(tmp_path, color_img, ext):
 
 def test_header_size_checked_before_decoding():
     # a PNG header claiming 100000 x 100000 pixels, with no image data behind it
-    head = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">II", 100000, 100000)
+    import zlib
+
+    ihdr = b"IHDR" + struct.pack(">II", 100000, 100000) + b"\x08\x02\x00\x00\x00"
+    head = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
     with pytest.raises(ImageReadError, match="megapixels"):
-        decode_image(head + b"\x08\x02\x00\x00\x00" + b"\x00" * 4, name="bomb.png")
+        decode_image(head + iend, name="bomb.png")
 
 
 def test_list_images(tmp_path, color_img):
@@ -221,3 +225,53 @@ def test_write_image_atomic_roundtrip(tmp_path, color_img):
     with pytest.raises(ImageWriteError):
         write_image(tmp_path / "bad.unknownformat", color_img)
     assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def _encode_any(img: np.ndarray, ext: str) -> bytes:
+    """``img`` in the format of ``ext`` (OpenCV, else Pillow); None when neither can write it here."""
+    import io as _io
+
+    from PIL import Image
+
+    src = img[:, :, 0] if ext in (".pbm", ".pgm") else img
+    try:
+        ok, enc = cv2.imencode(ext, src)
+        if ok and cv2.imdecode(enc, cv2.IMREAD_UNCHANGED) is not None:
+            return enc.tobytes()
+    except cv2.error:
+        pass
+    fmt = {".gif": "GIF", ".jp2": "JPEG2000", ".j2k": "JPEG2000"}.get(ext)
+    if fmt is None:
+        return None
+    buf = _io.BytesIO()
+    Image.fromarray(img[:, :, ::-1].copy()).save(buf, fmt, **({"no_jp2": True} if ext == ".j2k" else {}))
+    return buf.getvalue()
+
+
+def test_formats_same_for_files_and_folders(tmp_path):
+    """Every extension a folder is searched for is a format read_image decodes, and no other."""
+    from codenet_pynq.image_io import FORMATS, IMAGE_EXTENSIONS, image_header
+
+    img = np.zeros((24, 32, 3), np.uint8)
+    img[4:20, 6:26] = (30, 160, 250)
+    written = []
+    for fmt, exts in FORMATS.items():
+        for ext in exts:
+            data = _encode_any(img, ext)
+            if data is None:  # no encoder for it in this environment (e.g. AVIF)
+                continue
+            assert image_header(data)[0] == fmt, ext
+            p = tmp_path / f"x{ext}"
+            p.write_bytes(data)
+            written.append(p)
+    assert {".gif", ".jpg", ".png", ".tif", ".webp", ".bmp"} <= {p.suffix for p in written}
+    assert sorted(list_images(tmp_path)) == sorted(written)
+    for p in written:
+        assert read_image(p).shape == (24, 32, 3), p.suffix
+    assert set(IMAGE_EXTENSIONS) == {e for exts in FORMATS.values() for e in exts}
+    # a format outside the table is refused even when OpenCV could decode it
+    pfm = tmp_path / "x.pfm"
+    pfm.write_bytes(cv2.imencode(".pfm", img.astype(np.float32))[1].tobytes())
+    assert pfm not in list_images(tmp_path)
+    with pytest.raises(ImageReadError, match="supported format"):
+        read_image(pfm)

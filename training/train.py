@@ -24,6 +24,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from codenet_pynq.files import atomic_open, atomic_write
+
 from .config import ExperimentConfig, load_config
 from .data.build import build_dataset
 from .data.dataset import collate_fn
@@ -148,9 +150,8 @@ def lr_factor(it: int, cfg: ExperimentConfig) -> float:
 
 def atomic_torch_save(obj: Any, path: str) -> None:
     """torch.save to a temp file in the same folder, then rename over ``path``."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def rng_state() -> Dict[str, Any]:
@@ -267,10 +268,7 @@ class Trainer:
                         keep.append(line)
                 except ValueError:
                     continue
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(keep)
-        os.replace(tmp, path)
+        atomic_write(path, "".join(keep))
 
     def log_metrics(self, record: Dict[str, Any]) -> None:
         if self.rank != 0:

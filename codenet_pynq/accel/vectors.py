@@ -22,6 +22,7 @@ from typing import Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..files import atomic_write
 from ..golden import run_program
 from ..program import Program
 from .compile import CompiledProgram, compile_program
@@ -30,10 +31,7 @@ from .params import HwParams
 __all__ = ["write_vectors", "write_program_vectors", "main"]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+_atomic_write = atomic_write  # the package's one atomic-write helper (codenet_pynq/files.py)
 
 
 def write_vectors(compiled: CompiledProgram, image: np.ndarray, expected: Mapping[str, np.ndarray],

@@ -7,13 +7,12 @@ A record is a plain dict (see docs/architecture.md):
 ``labels`` (int64 ``n``, 0-based), ``difficult`` (bool ``n``).
 """
 
-import os
-import tempfile
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
 from codenet_pynq.errors import CodenetError
+from codenet_pynq.files import atomic_write
 
 Record = Dict[str, Any]
 
@@ -101,17 +100,5 @@ def validate_records(records: Sequence[Record], num_classes: Optional[int] = Non
                         num_classes=num_classes)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+#: Write ``data`` to ``path`` atomically: the package's one helper (codenet_pynq/files.py).
+atomic_write_bytes = atomic_write

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
+
+from codenet_pynq.files import atomic_open, atomic_write
 
 __all__ = ["plot_pr_curves", "save_results_json", "to_jsonable"]
 
@@ -31,27 +31,10 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def _atomic_write_text(path: PathLike, text: str) -> None:
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def save_results_json(metrics: Mapping[str, Any], path: PathLike) -> None:
     """Write ``metrics`` as indented strict JSON (NaN becomes null), atomically (temp + os.replace)."""
     text = json.dumps(to_jsonable(metrics), indent=2, sort_keys=False, allow_nan=False)
-    _atomic_write_text(path, text + "\n")
+    atomic_write(path, text + "\n")
 
 
 def plot_pr_curves(
@@ -98,15 +81,5 @@ def plot_pr_curves(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=100)
