@@ -102,7 +102,7 @@ def bad_magic_op_flags(d: Path):
     w[2, p.D_HEADER] ^= 1 << 20
     _expect(_status(w), "BAD_MAGIC", 2)
     w = cp.descriptors.copy()
-    w[2, p.D_HEADER] = (w[2, p.D_HEADER] & ~0xFF) | 9
+    w[2, p.D_HEADER] = (int(w[2, p.D_HEADER]) & 0xFFFFFF00) | 9
     _expect(_status(w), "BAD_OP", 2)
     w = cp.descriptors.copy()
     w[2, p.D_FLAGS] |= 1 << 7
@@ -162,8 +162,9 @@ def corrupt_table_through_the_driver(d: Path):
 
     be = EmulatorBackend(load_artifact(default_model_path()))
     try:
-        be.accelerator.compiled.descriptors[3, 0] ^= 1 << 20  # the table the driver uploads
-        be.accelerator.buffers.clear()
+        desc = be.accelerator.buffers["desc"]  # the table the driver uploaded, damaged in DRAM
+        desc[3 * 96 * 4 + 2] ^= 0x10  # descriptor 3's magic
+        desc.sync_to_device()
         x = np.zeros(be.accelerator.compiled.input.shape, np.uint8)
         refused(lambda: be.run(x), "descriptor 3")
     finally:
