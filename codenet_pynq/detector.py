@@ -11,6 +11,7 @@ import numpy as np
 
 from .artifact import Artifact, default_model_path, load_artifact
 from .decode import decode
+from .deps import cv2 as _cv2  # noqa: F401 - a clear message when OpenCV is missing
 from .detections import Detections
 from .errors import ArtifactError, BackendError
 from .image_io import read_image, to_bgr_u8
