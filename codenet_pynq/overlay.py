@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional, Union
 
 from .backends.fpga import PynqPlatform, _import_pynq, find_overlay, ip_driver_class
 
-__all__ = ["CodenetOverlay", "overlay_class"]
+__all__ = ["CodenetOverlay", "overlay_class"]  # noqa: F822 - CodenetOverlay: module __getattr__
 
 _CLASSES: Dict[int, type] = {}
 

@@ -151,7 +151,8 @@ def test_link_checksum_mismatch_leaves_nothing(tmp_path: Path) -> None:
 def test_link_file_url_and_bad_links(tmp_path: Path) -> None:
     files, link, _, _ = _published(tmp_path)
     data = json.loads(link.read_text())
-    for key, item in (("", data["ultra96v2"]), ("hwh", data["ultra96v2"]["hwh"]), ("params", data["ultra96v2"]["params"])):
+    entry = data["ultra96v2"]
+    for item in (entry, entry["hwh"], entry["params"]):
         item["url"] = (tmp_path / "build" / item["url"].rsplit("/", 1)[1]).as_uri()
     link.write_text(json.dumps(data))
     fetch_overlay("ultra96v2", dest=tmp_path / "viafile", link=link)  # file:// through urllib, no network
