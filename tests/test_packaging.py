@@ -211,3 +211,21 @@ def test_runtime_says_when_opencv_is_missing(monkeypatch) -> None:
     with pytest.raises(ImportError, match=r"needs cv2.*codenet-pynq\[host\]"):
         importlib.import_module("codenet_pynq.deps")
     monkeypatch.delitem(sys.modules, "codenet_pynq.deps", raising=False)
+
+
+def test_target_sheet_is_current_and_its_truth_matches(tmp_path: Path) -> None:
+    """The shipped sheet is what scripts/make_target_sheet.py renders from the shapes generator."""
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_target_sheet.py"), "--out", str(tmp_path)],
+                   check=True, timeout=120, capture_output=True, env={**__import__("os").environ, "MPLBACKEND": "Agg"})
+    assets = ROOT / "codenet_pynq" / "assets"
+    assert json.loads((tmp_path / "target_sheet.json").read_text()) == json.loads((assets / "target_sheet.json").read_text())
+    import cv2
+    import numpy as np
+
+    shipped, fresh = cv2.imread(str(assets / "target_sheet.png")), cv2.imread(str(tmp_path / "target_sheet.png"))
+    assert shipped.shape == fresh.shape and np.array_equal(shipped, fresh)
+    assert (assets / "target_sheet.pdf").read_bytes()[:5] == b"%PDF-"
+    classes = {s["class"] for s in json.loads((assets / "target_sheet.json").read_text())["shapes"]}
+    from codenet_pynq.artifact import default_model_path, load_artifact
+
+    assert classes == set(load_artifact(default_model_path()).class_names)  # every class of the shipped model
