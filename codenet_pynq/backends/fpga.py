@@ -596,7 +596,7 @@ def fpga_available(artifact: Optional[Artifact] = None, overlay: Optional[Union[
                 k, a, b = bad[0]
                 return False, (f"the overlay {bit} was built with other accelerator parameters than the model "
                                f"({k}: {b!r} vs {a!r}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})")
-        return True, f"PYNQ board {board_name()} with overlay {bit}"
+        return True, f"PYNQ board {_board_or('(board not detected)')} with overlay {bit}"
     except Exception as e:  # a probe must never raise
         return False, f"cannot probe the FPGA ({type(e).__name__}: {e})"
 
