@@ -2,17 +2,19 @@
 
 from setuptools import setup
 
+# OpenCV is not a runtime requirement: PYNQ images ship their own cv2 and pip must not install
+# opencv-python-headless over it. Hosts get it from the [host] extra (README); without cv2 the runtime
+# says so (codenet_pynq/deps.py). matplotlib and ipywidgets are for the notebooks only.
 RUNTIME = [
     "numpy>=1.21",
-    "opencv-python-headless>=4.5",
     "Pillow>=9.1",  # image headers (pixel count before decoding), see codenet_pynq/image_io.py
     "onnxruntime>=1.16",
-    "matplotlib>=3.5",
-    "ipywidgets>=7.6",
     "tqdm>=4.60",
 ]
+HOST = ["opencv-python-headless>=4.5"]
+NOTEBOOKS = ["matplotlib>=3.5", "ipywidgets>=7.6"]
 TRAIN = ["torch>=2.1,<2.14", "onnx>=1.15", "pycocotools>=2.0.6", "pyyaml>=6.0"]
-DEV = ["pytest>=7", "ruff>=0.4", "hls4ml>=0.8", "libclang>=16"]
+DEV = ["pytest>=7", "ruff>=0.4", "hls4ml>=0.8", "libclang>=16", "setuptools>=70.1"]  # setuptools: bdist_wheel built in
 
 setup(
     name="codenet-pynq",
@@ -25,6 +27,7 @@ setup(
     packages=[
         "codenet_pynq",
         "codenet_pynq.backends",
+        "codenet_pynq.notebooks",
         "codenet_pynq.accel",
         "codenet_pynq.training",
         "codenet_pynq.training.models",
@@ -33,15 +36,26 @@ setup(
         "codenet_pynq.training.eval",
     ],
     package_dir={"codenet_pynq": "codenet_pynq", "codenet_pynq.training": "training"},
-    package_data={"codenet_pynq": ["models/*.codenet", "samples/*", "accel/codenet_params.h", "overlays/*/*"]},
+    package_data={
+        "codenet_pynq": ["models/*.codenet", "samples/*", "assets/*", "accel/codenet_params.h", "overlays/*/*"],
+        "codenet_pynq.notebooks": ["*.ipynb"],
+    },
     include_package_data=True,
     install_requires=RUNTIME,
-    extras_require={"train": TRAIN, "board": ["pynq>=2.7"], "dev": DEV + TRAIN},
+    extras_require={
+        "host": HOST,
+        "notebooks": NOTEBOOKS,
+        "train": TRAIN,
+        "board": ["pynq>=2.7"],
+        "dev": DEV + TRAIN + HOST + NOTEBOOKS,
+    },
     entry_points={
         "console_scripts": [
             "codenet-pynq=codenet_pynq.cli:main",
             "codenet-pynq-train=codenet_pynq.training.train:main",
             "codenet-pynq-eval=codenet_pynq.training.evaluate:main",
-        ]
+        ],
+        # `pynq get-notebooks codenet-pynq` copies the folder of this module (PYNQ's convention)
+        "pynq.notebooks": ["codenet-pynq = codenet_pynq.notebooks"],
     },
 )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
 from .artifact import Artifact, default_model_path, load_artifact
 from .decode import decode
+from .deps import cv2 as _cv2  # noqa: F401 - a clear message when OpenCV is missing
 from .detections import Detections
 from .errors import ArtifactError, BackendError
 from .image_io import read_image, to_bgr_u8
@@ -120,22 +121,49 @@ class Detector:
     def detect(self, image: ImageLike, score_threshold: Optional[float] = None, top_k: Optional[int] = None) -> Detections:
         """Detect objects in a BGR image (array or file path); boxes in original image pixels."""
         t0 = time.perf_counter()
+        image, pixels, meta = self.prepare(image, out=self._buf)
+        t1 = time.perf_counter()
+        heads = self.backend.run(pixels)
+        t2 = time.perf_counter()
+        dets = self.finish(heads, meta, image.shape[:2], score_threshold, top_k)
+        t3 = time.perf_counter()
+        dets.timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
+                        "total": (t3 - t0) * 1e3}
+        return dets
+
+    def prepare(self, image: ImageLike, out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, Any]:
+        """Stage 1 of :meth:`detect`: ``(BGR image, letterboxed pixels, meta)`` (pixels written into ``out``)."""
         if isinstance(image, (str, os.PathLike)):
             image = read_image(image)
         else:
             image = to_bgr_u8(np.asarray(image))
-        pixels, meta = preprocess(image, self.input_size, out=self._buf)
-        t1 = time.perf_counter()
-        heads = self.backend.run(pixels)
-        t2 = time.perf_counter()
+        pixels, meta = preprocess(image, self.input_size, out=out)
+        return image, pixels, meta
+
+    def finish(self, heads: Dict[str, np.ndarray], meta: Any, image_hw: Tuple[int, int],
+               score_threshold: Optional[float] = None, top_k: Optional[int] = None) -> Detections:
+        """Stage 3 of :meth:`detect`: decode head maps into Detections in image pixels (no timings)."""
         thr = self.score_threshold if score_threshold is None else float(score_threshold)
         k = self.top_k if top_k is None else int(top_k)
         boxes, scores, labels = decode(heads["hm"], heads["wh"], heads.get("reg"), k=k, score_threshold=thr)
         boxes = boxes_to_image(boxes * self.artifact.down_ratio, meta)
-        t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
-                   "total": (t3 - t0) * 1e3}
-        return Detections.from_labels(boxes, scores, labels, self.class_names, timings, image.shape[:2])
+        return Detections.from_labels(boxes, scores, labels, self.class_names, {}, tuple(image_hw))
+
+    def stream(self, frames: Iterable[ImageLike], score_threshold: Optional[float] = None,
+               top_k: Optional[int] = None, depth: int = 2, errors: str = "raise") -> Iterator[Any]:
+        """Detections of ``frames``, in order, with preprocessing, the backend and decoding overlapped.
+
+        Frame n+1 is letterboxed and frame n-1 decoded while the backend runs frame n (three
+        threads, bounded queues of ``depth``). ``errors="raise"`` (default): a frame that fails
+        raises its error (a :class:`~codenet_pynq.stream.FrameError`) after the frames before it
+        were yielded, and the pipeline stops; ``errors="yield"``: the FrameError is yielded in
+        that frame's place and the stream goes on. Closing the generator (or leaving a ``for``
+        loop early) stops and joins the threads. See :mod:`codenet_pynq.stream`.
+        """
+        from .stream import stream_detections
+
+        return stream_detections(self, frames, score_threshold=score_threshold, top_k=top_k, depth=depth,
+                                 errors=errors)
 
     def heads(self, image: np.ndarray) -> Dict[str, np.ndarray]:
         """Raw dequantized head maps for a BGR image (for tests and debugging)."""

@@ -16,7 +16,9 @@ from codenet_pynq import selftest
 from codenet_pynq.accel import emulib
 from codenet_pynq.platform import EmulatedPlatform
 
-NOTEBOOKS = ["01_detect_image.ipynb", "02_webcam.ipynb", "03_accuracy_and_selftest.ipynb"]
+NOTEBOOKS = sorted(p.name for p in (ROOT / "codenet_pynq" / "notebooks").glob("*.ipynb"))
+#: notebooks for a host (they train): the only ones that may import torch
+HOST_ONLY = {"05_train_your_own.ipynb"}
 
 
 def test_selftest_passes_on_emulator(emu_lib: Path, quant_artifact: str) -> None:
@@ -87,7 +89,7 @@ def _code(src: str) -> str:
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_structure(name: str) -> None:
-    path = ROOT / "notebooks" / name
+    path = ROOT / "codenet_pynq" / "notebooks" / name
     nb = json.loads(path.read_text(encoding="utf-8"))
     assert nb["nbformat"] == 4 and nb["nbformat_minor"] >= 4
     assert nb["metadata"]["kernelspec"]["language"] == "python"
@@ -105,9 +107,10 @@ def test_notebook_structure(name: str) -> None:
             ast.parse(_code(src), filename=f"{name} cell {c['id']}")
             code.append(src)
     text = "\n".join(code)
-    assert "torch" not in text, "notebooks run on the board, where torch is not installed"
+    if name not in HOST_ONLY:
+        assert "torch" not in text, "notebooks run on the board, where torch is not installed"
     if name == "02_webcam.ipynb":
-        for needed in ("cv2.VideoCapture", "CameraError", "overlay_fps", "widgets.Image"):
+        for needed in ("live.start", "live.stop", "target_sheet"):
             assert needed in text, needed
     else:
         assert "Detector.load" in text or "run_selftest" in text

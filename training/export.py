@@ -87,7 +87,9 @@ def base_manifest(cfg: ExperimentConfig, model: CoDeNet) -> Dict[str, Any]:
         "quantized": False,
         "stats": {"parameters": count_parameters(model), "macs": conv_macs(model, m.input_size),
                   "float_bytes": 4 * count_parameters(model)},
-        "training": {"dataset": cfg.data.dataset, "output_dir": cfg.output_dir},
+        "training": {"dataset": cfg.data.dataset, "output_dir": cfg.output_dir,
+                     # the generated data's style and sizes: evaluation data is made the same way
+                     **({"generate_shapes": dict(cfg.data.generate_shapes)} if cfg.data.generate_shapes else {})},
     }
 
 

@@ -45,6 +45,7 @@ import numpy as np
 from ..accel.compile import CompiledProgram, compile_program
 from ..accel.params import HwParams, ParamsError, load_params
 from ..artifact import Artifact
+from ..boards import board_name  # $BOARD / $PYNQ_BOARD / the device; no silent default
 from ..errors import AcceleratorTimeout, ArtifactError, BackendError, format_message
 from ..platform import STATUS_ENGINE_ERROR, Platform
 from ..program import Program, ProgramError
@@ -52,13 +53,12 @@ from ..registers import AP_DONE, AP_IDLE, AP_START, checked_register_map, find_m
 from .base import Backend
 
 __all__ = ["CodenetAccelerator", "PynqPlatform", "FpgaBackend", "fpga_available", "find_overlay",
-           "check_hardware", "hardware_mismatches", "IP_VLNV", "IP_VLNV_PATTERN", "DEFAULT_BOARD"]
+           "check_hardware", "hardware_mismatches", "IP_VLNV", "IP_VLNV_PATTERN"]
 
 #: VLNV of the IP exported by hls_src/scripts/run_hls.tcl (the DefaultIP subclass binds to it)
 IP_VLNV = "codenet:hls:codenet_top:1.0"
 #: what the driver accepts when it looks for the IP in an overlay (any vendor / version)
 IP_VLNV_PATTERN = "*:hls:codenet_top:*"
-DEFAULT_BOARD = "ultra96v2"
 OVERLAY_NAME = "codenet.bit"
 _PKG_DIR = Path(__file__).resolve().parents[1]
 _REPO_DIR = _PKG_DIR.parent
@@ -453,10 +453,12 @@ class CodenetAccelerator:
 
 
 # =========================================================================== overlay files
-def board_name() -> str:
-    """The board name PYNQ images export as $BOARD, lower case without separators (default ultra96v2)."""
-    raw = os.environ.get("BOARD", "") or DEFAULT_BOARD
-    return "".join(ch for ch in raw.lower() if ch.isalnum())
+def _board_or(placeholder: str) -> str:
+    """The detected board for a message, else ``placeholder`` (a message must not raise)."""
+    try:
+        return board_name()
+    except BackendError:
+        return placeholder
 
 
 def overlay_candidates(overlay: Optional[Union[str, os.PathLike]] = None) -> List[Path]:
@@ -490,8 +492,8 @@ def find_overlay(overlay: Optional[Union[str, os.PathLike]] = None) -> Tuple[Pat
         problem = f"no CoDeNet overlay (codenet.bit + codenet.hwh) found; looked in {', '.join(map(str, cands))}"
     raise BackendError(format_message(
         "fpga backend", problem,
-        f"build it with `overlays/build.sh {board_name()}` (Vivado/Vitis HLS 2022.2+, see "
-        f"overlays/{board_name()}/README.md), copy codenet.bit and codenet.hwh to the board, and pass "
+        f"build it with `overlays/build.sh {_board_or('BOARD')}` (Vivado/Vitis HLS 2022.2+, see "
+        f"overlays/{_board_or('BOARD')}/README.md), copy codenet.bit and codenet.hwh to the board, and pass "
         "overlay='path/to/codenet.bit' (or set CODENET_OVERLAY)"))
 
 
@@ -611,7 +613,7 @@ class PynqPlatform(Platform):
         """Nothing to release: the overlay stays loaded for the next user."""
 
     def describe(self) -> str:
-        return f"FPGA {board_name()}: {self.name}"
+        return f"FPGA {_board_or('(board not detected)')}: {self.name}"
 
 
 def fpga_available(artifact: Optional[Artifact] = None, overlay: Optional[Union[str, os.PathLike]] = None,
@@ -648,7 +650,7 @@ def fpga_available(artifact: Optional[Artifact] = None, overlay: Optional[Union[
                 k, a, b = bad[0]
                 return False, (f"the overlay {bit} was built with other accelerator parameters than the model "
                                f"({k}: {b!r} vs {a!r}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})")
-        return True, f"PYNQ board {board_name()} with overlay {bit}"
+        return True, f"PYNQ board {_board_or('(board not detected)')} with overlay {bit}"
     except Exception as e:  # a probe must never raise
         return False, f"cannot probe the FPGA ({type(e).__name__}: {e})"
 
