@@ -14,10 +14,10 @@ out-of-sample (leave-one-out refit) errors.  Needs the emulation library (make -
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import sys
-import tempfile
 from dataclasses import replace
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
@@ -29,6 +29,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import published_model as pm  # noqa: E402
+
+from codenet_pynq.files import atomic_write  # noqa: E402
 
 BEGIN = "<!-- BEGIN GENERATED: benchmarks/perf_model.py -->"
 END = "<!-- END GENERATED -->"
@@ -434,13 +436,10 @@ def plot(results: Sequence[Dict[str, object]], path: str) -> None:
         ax.set_ylabel("ms at 250 MHz")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(path))
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
 
 
 # ------------------------------------------------------------------------------ main
@@ -453,11 +452,7 @@ def write_doc(path: str, body: str) -> None:
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     new = f"{head}{BEGIN}\n\n{body}\n{END}{tail}"
-    fd, tmp = tempfile.mkstemp(suffix=".md", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(new)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write(path, new)
 
 
 def main(argv: Sequence[str] = ()) -> int:

@@ -19,11 +19,11 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import BackendError, CodenetError, format_message
+from .files import atomic_write
 
 __all__ = ["SUPPORTED_BOARDS", "BoardError", "normalize", "detect_board", "board_name", "overlay_dir",
            "read_link", "write_link", "fetch_overlay", "LINK_NAME", "OVERLAY_FILES"]
@@ -191,21 +191,8 @@ def write_link(board: str, bit: Path, hwh: Path, base_url: str, params: Optional
     if params is not None:
         entry["params"] = item(params)
     target = Path(out) if out is not None else overlay_dir(b) / LINK_NAME
-    _atomic_write(target, (json.dumps({b: entry}, indent=1) + "\n").encode("utf-8"))
+    atomic_write(target, (json.dumps({b: entry}, indent=1) + "\n").encode("utf-8"))
     return target
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _urlopen_bytes(url: str) -> bytes:
@@ -249,7 +236,7 @@ def fetch_overlay(board: Optional[str] = None, dest: Optional[Path] = None, link
             raise BoardError(format_message(
                 item["url"], f"checksum mismatch for {name}: {which} {got[which]} (downloaded) vs {item[which]} "
                              f"({link})", "the download is corrupt or the link is stale: retry, or tell the maintainer"))
-        _atomic_write(target, data)
+        atomic_write(target, data)
     return dest / "codenet.bit"
 
 
