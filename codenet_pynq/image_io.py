@@ -219,9 +219,9 @@ def to_bgr_u8(img: np.ndarray) -> np.ndarray:
     if img.ndim == 2:
         img = img[:, :, None]
     if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"unsupported image layout {img.shape} (expected H x W with 1 to 4 channels)")
+        raise ImageReadError(f"image array: unsupported layout {img.shape}; pass an H x W gray or H x W x 3 (BGR) / x 4 (BGRA) array")
     if img.shape[0] == 0 or img.shape[1] == 0:
-        raise ValueError(f"the image has no pixels (shape {img.shape})")
+        raise ImageReadError(f"image array: no pixels (shape {img.shape}); pass a non-empty image")
     if img.dtype == np.uint8 and img.shape[2] == 3:
         return np.ascontiguousarray(img)
     _to_u8(img[:1, :1])  # unsupported pixel types raise before the output is allocated
@@ -253,7 +253,7 @@ def _to_u8(img: np.ndarray) -> np.ndarray:
     if img.dtype.kind == "f":
         f = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
         return np.rint(np.clip(f, 0.0, 1.0) * 255.0).astype(np.uint8)
-    raise ValueError(f"unsupported pixel type {img.dtype} (supported: 8/16-bit unsigned, float)")
+    raise ImageReadError(f"image array: unsupported pixel type {img.dtype}; convert it to uint8 (or uint16 / float in 0..1)")
 
 
 def _check_pixels(name: str, width: int, height: int, max_pixels: Optional[int]) -> None:

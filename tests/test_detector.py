@@ -170,3 +170,16 @@ def test_runtime_does_not_import_torch(tiny_artifact: str) -> None:
             "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_bad_image_arrays_are_clear_codenet_errors():
+    """A bad array given to detect() is an ImageReadError saying what to pass, not a bare ValueError."""
+    from codenet_pynq import Detector
+    from codenet_pynq.artifact import default_model_path
+    from codenet_pynq.errors import ImageReadError
+
+    det = Detector.load(default_model_path(), backend="cpu")
+    for bad, words in ((np.zeros((4, 4, 7), np.uint8), "layout"), (np.zeros((0, 5, 3), np.uint8), "no pixels"),
+                       (np.zeros((4, 4, 3), np.complex64), "pixel type")):
+        with pytest.raises(ImageReadError, match=words):
+            det.detect(bad)
