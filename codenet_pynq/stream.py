@@ -18,6 +18,11 @@ Results come out in frame order. Errors:
 - closing the generator, breaking out of the ``for`` loop or an exception in the consumer stops
   the threads and joins them (:meth:`Pipeline.close`); the frames iterable is not consumed further.
 
+With an accelerator backend (board or emulator) the backend stage also double-buffers the driver:
+frame n's image is written into one activation region while the engine runs frame n-1 in the
+other, and frame n-1's outputs are gathered while the engine runs frame n
+(:meth:`codenet_pynq.backends.fpga.CodenetAccelerator.submit`).
+
 Per-frame timings: ``preprocess``, ``inference``, ``decode`` (ms of each stage's own work),
 ``total`` (their sum) and ``latency`` (ms from the start of preprocessing to the end of decode,
 queueing included).
@@ -63,7 +68,7 @@ class Pipeline:
     """Threads and queues of one stream; iterate it for the results (see module doc)."""
 
     def __init__(self, frames: Iterable[Any], prepare: Callable[[Any], Any], run: Callable[[Any], Any],
-                 finish: Callable[[Any], Any], depth: int = 2) -> None:
+                 finish: Callable[[Any], Any], depth: int = 2, lagged: Optional[Any] = None) -> None:
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth!r}")
         self._stop = threading.Event()
@@ -73,7 +78,8 @@ class Pipeline:
         self._threads = [
             threading.Thread(target=self._produce, args=(iter(frames), prepare, q[0]), daemon=True,
                              name="codenet-preprocess"),
-            threading.Thread(target=self._stage, args=("inference", run, q[0], q[1]), daemon=True,
+            threading.Thread(target=self._stage if lagged is None else self._lagged_stage,
+                             args=("inference", run if lagged is None else lagged, q[0], q[1]), daemon=True,
                              name="codenet-backend"),
             threading.Thread(target=self._stage, args=("decode", finish, q[1], q[2]), daemon=True,
                              name="codenet-decode"),
@@ -139,6 +145,51 @@ class Pipeline:
             if not self._put(out, item):
                 return
 
+    def _lagged_stage(self, name: str, backend: Any, inq: queue.Queue, out: queue.Queue) -> None:
+        """The backend stage over a double-buffered accelerator: frame n is submitted (its image
+        written while the engine runs frame n-1) before frame n-1 is collected (its outputs
+        gathered while the engine runs frame n); frames leave in order, one frame behind."""
+        pending: List[_Item] = []
+
+        def collect_one() -> bool:
+            prev = pending.pop(0)
+            t = time.perf_counter()
+            try:
+                prev.heads = backend.collect()
+            except Exception as e:
+                prev.error = FrameError(prev.index, name, e)
+            prev.timings[name] = prev.timings.get(name, 0.0) + (time.perf_counter() - t) * 1e3
+            return self._put(out, prev)
+
+        try:
+            while True:
+                item = self._get(inq)
+                if item is _END:
+                    while pending:
+                        if not collect_one():
+                            return
+                    self._put(out, _END)
+                    return
+                if item.error is None:
+                    t = time.perf_counter()
+                    try:
+                        backend.submit(item.pixels)
+                    except Exception as e:
+                        item.error = FrameError(item.index, name, e)
+                    item.timings[name] = (time.perf_counter() - t) * 1e3
+                if item.error is not None:  # keep the order: frames in flight leave first
+                    while pending:
+                        if not collect_one():
+                            return
+                    if not self._put(out, item):
+                        return
+                    continue
+                pending.append(item)
+                if len(pending) == 2 and not collect_one():
+                    return
+        finally:
+            backend.drain()
+
     # ------------------------------------------------------------------ consumer
     def __iter__(self) -> Iterator[_Item]:
         try:
@@ -180,8 +231,11 @@ def stream_detections(detector: Any, frames: Iterable[Any], score_threshold: Opt
         item.result = detector.finish(item.heads, item.meta, item.image.shape[:2], score_threshold, top_k)
         item.heads = item.pixels = None
 
+    backend = detector.backend
+    lagged = backend if all(hasattr(backend, k) for k in ("submit", "collect", "drain")) else None
+
     def results() -> Iterator[Any]:
-        pipe = Pipeline(frames, prepare, run, finish, depth=depth)
+        pipe = Pipeline(frames, prepare, run, finish, depth=depth, lagged=lagged)
         try:
             for item in pipe:
                 if item.error is not None:

@@ -134,3 +134,70 @@ def test_detector_stream_equals_detect_on_the_cpu_backend():
         assert np.array_equal(a.scores, b.scores)
     with pytest.raises(ValueError, match="errors must be"):
         list(Detector.stream(det, imgs, errors="ignore"))
+
+
+# --------------------------------------------------------------------------- double-buffered driver
+def _emulator_detector():
+    from codenet_pynq import Detector
+    from codenet_pynq.artifact import default_model_path
+
+    return Detector.load(default_model_path(), backend="emulator")
+
+
+def _frames(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (120 + 8 * i, 160, 3), dtype=np.uint8) for i in range(n)]
+
+
+def test_submit_collect_uses_two_regions_and_keeps_frames_apart():
+    """Two frames in flight (one written while the other runs) give each frame's own outputs."""
+    det = _emulator_detector()
+    acc = det.backend.accelerator
+    pix = [det.prepare(f)[1] for f in _frames(3)]
+    want = [acc.run(p) for p in pix]
+    acc.submit(pix[0])
+    acc.submit(pix[1])  # written into the second region while the engine runs frame 0
+    assert "act1" in acc.buffers and acc.addresses["act1"] != acc.addresses["act"]
+    got0 = acc.collect()
+    acc.submit(pix[2])
+    got1, got2 = acc.collect(), acc.collect()
+    for w, g in zip(want, (got0, got1, got2)):
+        assert all(np.array_equal(w[k], g[k]) for k in w)
+    with pytest.raises(Exception, match="no frame in flight"):
+        acc.collect()
+    acc.submit(pix[0])
+    acc.submit(pix[1])
+    with pytest.raises(Exception, match="two frames are already in flight"):
+        acc.submit(pix[2])
+    out = acc.run(pix[2])  # run() drains the abandoned frames first
+    assert all(np.array_equal(out[k], want[2][k]) for k in out)
+
+
+def test_emulator_stream_is_double_buffered_and_equals_detect():
+    det = _emulator_detector()
+    frames = _frames(5, seed=1)
+    want = [det.detect(f) for f in frames]
+    got = list(det.stream(frames))
+    assert "act1" in det.backend.accelerator.buffers
+    for w, g in zip(want, got):
+        assert np.array_equal(w.boxes, g.boxes) and np.array_equal(w.scores, g.scores)
+
+
+def test_engine_error_in_a_double_buffered_stream_stays_with_its_frame():
+    det = _emulator_detector()
+    acc = det.backend.accelerator
+    real = acc._check_status
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("injected engine error")
+        return real()
+
+    acc._check_status = flaky
+    out = list(det.stream(_frames(6, seed=2), errors="yield"))
+    assert len(out) == 6
+    bad = [i for i, r in enumerate(out) if isinstance(r, FrameError)]
+    assert bad and bad[0] == 2 and "injected engine error" in str(out[2].__cause__)
+    assert not isinstance(out[-1], FrameError)  # the stream goes on after the failure

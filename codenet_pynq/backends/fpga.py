@@ -145,6 +145,16 @@ class AcceleratorBackend(Backend):
     def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
         return self.accelerator.run(pixels)
 
+    # double-buffered frames (Detector.stream): see CodenetAccelerator.submit
+    def submit(self, pixels: np.ndarray) -> None:
+        self.accelerator.submit(pixels)
+
+    def collect(self) -> Dict[str, np.ndarray]:
+        return self.accelerator.collect()
+
+    def drain(self) -> None:
+        self.accelerator.drain()
+
     @property
     def last_timings(self) -> Dict[str, float]:
         return self.accelerator.last_timings
@@ -196,8 +206,12 @@ class CodenetAccelerator:
         except ProgramError as e:
             raise BackendError(format_message(self.source, f"the accelerator cannot run this model ({e})",
                                               "re-export it for this engine, or use backend='cpu'")) from e
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._closed = False
+        self._running: Optional[int] = None  # double-buffered frames: the slot the engine runs
+        self._finished: List[Tuple[int, Optional[BaseException]]] = []  # ended, not yet collected
+        self._next_slot = 0
+        self._submit_ms: List[float] = []
         self.buffers: Dict[str, Any] = {}
         self.frames = 0
         self.last_timings: Dict[str, float] = {}
@@ -288,15 +302,15 @@ class CodenetAccelerator:
                 "it probably hung on a previous frame: create the backend again (this re-downloads the "
                 "overlay) or power-cycle the board; for a very large model pass a larger timeout_s"))
 
-    def _start(self) -> None:
+    def _start(self, act: str = "act") -> None:
         r, ip = self.regs, self.platform.ip
         for reg in ("STATUS_CTRL", "CYCLES_CTRL"):  # clear stale ap_vld bits (clear on read)
             ip.read(r[reg])
         self._write64(r["DESC"], self.addresses["desc"])
         ip.write(r["N_LAYERS"], self.compiled.n_layers)
         self._write64(r["WGT"], self.addresses["wgt"])
-        self._write64(r["ACT_RD"], self.addresses["act"])
-        self._write64(r["ACT_WR"], self.addresses["act"])
+        self._write64(r["ACT_RD"], self.addresses[act])
+        self._write64(r["ACT_WR"], self.addresses[act])
         ip.write(r["AP_CTRL"], AP_START)
 
     def _wait(self) -> int:
@@ -344,13 +358,13 @@ class CodenetAccelerator:
         return int(self.last_cycles or 0)
 
     # ------------------------------------------------------------------ per frame
-    def _write_image(self, pixels: np.ndarray) -> None:
+    def _write_image(self, pixels: np.ndarray, act_name: str = "act") -> None:
         img = np.asarray(pixels)
         shape = tuple(self.compiled.input.shape)
         if img.dtype != np.uint8 or img.shape != shape:
             raise ValueError(f"the accelerator expects a letterboxed uint8 image of shape {shape}, got "
                              f"{img.dtype} {img.shape}; use codenet_pynq.transforms.preprocess")
-        act = self.buffers["act"]
+        act = self.buffers[act_name]
         if self._in_slice is not None:
             act[self._in_slice] = img.reshape(-1)
         else:
@@ -359,6 +373,7 @@ class CodenetAccelerator:
     def _execute(self, pixels: np.ndarray) -> Dict[str, float]:
         if self._closed:
             raise BackendError(f"{self.platform.name}: the accelerator driver was closed; create the backend again")
+        self.drain()
         act = self.buffers["act"]
         self._wait_idle()
         t0 = time.perf_counter()
@@ -373,13 +388,117 @@ class CodenetAccelerator:
         self.frames += 1
         return {"input": (t1 - t0) * 1e3, "accelerator": (t2 - t1) * 1e3, "_t": time.perf_counter()}
 
+    def _gather(self, act_name: str) -> Dict[str, np.ndarray]:
+        act = np.asarray(self.buffers[act_name])
+        return {role: act[idx].view(dtype).astype(np.float32) * scale
+                for role, (idx, dtype, scale) in self._outputs.items()}
+
+    # ------------------------------------------------------------------ double-buffered frames
+    # Two activation regions ("act", "act1"): the image of frame n+1 is written into one while the
+    # engine runs frame n in the other, and frame n's outputs are gathered while the engine runs
+    # frame n+1.  submit() writes and starts, collect() returns the oldest frame's outputs; at most
+    # two frames are in flight.  Detector.stream uses it; run() first drains it.
+    @staticmethod
+    def _slot_name(slot: int) -> str:
+        return "act" if slot == 0 else "act1"
+
+    def _ensure_second_slot(self) -> None:
+        if "act1" in self.buffers:
+            return
+        try:
+            self.buffers["act1"] = self.platform.allocate((max(int(self.compiled.act_size), 1),), np.uint8)
+        except Exception as e:  # pynq raises plain errors when CMA is exhausted
+            raise BackendError(format_message(
+                self.platform.name, f"cannot allocate a second activation region of "
+                                    f"{self.compiled.act_size / 2**20:.1f} MiB for double buffering ({e})",
+                "close other detectors, or use Detector.detect frame by frame")) from e
+        self.buffers["act1"][:] = 0
+        self.buffers["act1"].sync_to_device()
+        self.addresses["act1"] = self._address(self.buffers["act1"])
+
+    def _finish_running(self) -> None:
+        """Wait for the frame the engine runs, check it, bring its region back; a failure is kept
+        with that frame (collect() raises it in order) and raised here too."""
+        slot = self._running
+        self._running = None
+        try:
+            self._wait()
+            self._check_status()
+            self.buffers[self._slot_name(slot)].sync_from_device()
+        except Exception as e:
+            self._finished.append((slot, e))
+            raise
+        self._finished.append((slot, None))
+        self.frames += 1
+
+    def submit(self, pixels: np.ndarray) -> None:
+        """Write a frame into a free activation region (while the engine may run the other one),
+        then start it once the engine is free; collect() returns its outputs later."""
+        with self._lock:
+            if self._closed:
+                raise BackendError(f"{self.platform.name}: the accelerator driver was closed; create the backend again")
+            self._ensure_second_slot()
+            busy = {f[0] for f in self._finished} | ({self._running} if self._running is not None else set())
+            free = [sl for sl in (self._next_slot, 1 - self._next_slot) if sl not in busy]
+            if not free:
+                raise BackendError(format_message(self.platform.name, "two frames are already in flight",
+                                                  "call collect() before submitting another frame"))
+            slot = free[0]
+            self._next_slot = 1 - slot
+            t0 = time.perf_counter()
+            if self._running is None and not self._finished:
+                self._wait_idle()
+            self._write_image(pixels, self._slot_name(slot))
+            self.buffers[self._slot_name(slot)].sync_to_device()
+            t1 = time.perf_counter()
+            if self._running is not None:
+                try:
+                    self._finish_running()
+                except Exception as e:  # the earlier frame failed: this one is not started
+                    raise BackendError(format_message(
+                        self.platform.name, f"frame not started: the frame before it failed ({type(e).__name__})",
+                        "see that frame's error")) from e
+            self._start(self._slot_name(slot))
+            self._running = slot
+            self._submit_ms.append((t1 - t0) * 1e3)
+
+    def collect(self) -> Dict[str, np.ndarray]:
+        """Outputs of the oldest submitted frame (waiting for the engine if it still runs it)."""
+        with self._lock:
+            if not self._finished:
+                if self._running is None:
+                    raise BackendError(format_message(self.platform.name, "no frame in flight",
+                                                      "submit() a frame before collect()"))
+                self._finish_running()
+            slot, error = self._finished.pop(0)
+            submit_ms = self._submit_ms.pop(0) if self._submit_ms else 0.0
+            if error is not None:
+                raise error
+            t0 = time.perf_counter()
+            out = self._gather(self._slot_name(slot))
+            self.last_timings = {"input": submit_ms, "output": (time.perf_counter() - t0) * 1e3}
+            return out
+
+    def drain(self) -> None:
+        """Finish and discard every frame in flight (a stream that was abandoned)."""
+        with self._lock:
+            if self._running is None and not self._finished:
+                return
+            try:
+                if self._running is not None:
+                    self._finish_running()
+            except Exception:  # nobody collects it; the next frame's own checks report a hung engine
+                pass
+            finally:
+                self._finished.clear()
+                self._submit_ms.clear()
+                self._running = None
+
     def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
         """One frame: letterboxed uint8 (S, S, 3) BGR -> ``{"hm", "wh", "reg"}`` float32 C x H x W."""
         with self._lock:
             tm = self._execute(pixels)
-            act = np.asarray(self.buffers["act"])
-            out = {role: act[idx].view(dtype).astype(np.float32) * scale
-                   for role, (idx, dtype, scale) in self._outputs.items()}
+            out = self._gather("act")
             t3 = time.perf_counter()
             tm["output"] = (t3 - tm.pop("_t")) * 1e3
             tm["total"] = tm["input"] + tm["accelerator"] + tm["output"]
