@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from codenet_pynq.transforms import PreprocessMeta, boxes_to_image
 
+from .checkpoint import load_checkpoint, load_state_into
 from .config import ExperimentConfig, load_config
 from .data.build import build_dataset, load_records
 from .data.dataset import collate_fn
@@ -96,19 +97,16 @@ def load_trained_model(cfg: ExperimentConfig, weights: str) -> torch.nn.Module:
     """The model of a training checkpoint: the float network, or the QAT graph when the config
     has ``quant.enabled`` (its scales come from the checkpoint, ``quant.init`` is not read)."""
     from .models import build_model
-    from .train import load_checkpoint
 
     model = build_model(cfg.model)
     if cfg.quant.enabled:
         from .quant.qat import prepare_qat
 
         model = prepare_qat(model, cfg, load_init=False)
-    try:
-        model.load_state_dict(load_checkpoint(weights)["model"])
-    except RuntimeError as e:
-        kind = "a QAT" if cfg.quant.enabled else "a float"
-        raise ValueError(f"{weights}: does not fit {kind} model of this config ({str(e)[:200]}...); use the config "
-                         "the checkpoint was trained with (quant.enabled must match)") from e
+    kind = "a QAT" if cfg.quant.enabled else "a float"
+    load_state_into(model, load_checkpoint(weights)["model"], weights,
+                    f"this config builds {kind} model: use the config the checkpoint was trained with "
+                    "(quant.enabled must match)")
     return model.eval()
 
 
@@ -133,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         dets = predict_model(model, dataset, torch.device("cpu"), cfg.eval_topk, flip_test=a.flip_test, progress=True)
         records, names = dataset.records, dataset.class_names
     else:
-        records, names = load_records(cfg.data, "val")
+        records, names = load_records(cfg.data, "val", cfg.model)
         dets = predict_artifact(a.artifact, records, a.backend, cfg.eval_topk, progress=True)
     metrics = compute_metrics(records, dets, names, metric)
     summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}

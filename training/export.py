@@ -22,7 +22,9 @@ import torch.nn as nn
 from codenet_pynq.artifact import FLOAT_GRAPH, write_artifact
 
 from .config import ExperimentConfig, load_config
-from .models import CoDeNet, build_model, conv_macs, count_parameters
+from .checkpoint import load_checkpoint, load_state_into
+from .manifest import base_manifest, decode_section
+from .models import CoDeNet, build_model
 from .onnx_opt import ExportGraph
 
 OPSET = 19
@@ -66,31 +68,6 @@ def float_onnx_bytes(model: CoDeNet, input_size: int, optimize: bool = True) -> 
     return buf.getvalue()
 
 
-def decode_section(score_threshold: float = 0.3) -> Dict[str, Any]:
-    """The manifest's ``decode`` entry: defaults the runtime's Detector reads."""
-    return {"top_k": 100, "score_threshold": float(score_threshold),
-            "outputs": {"hm": "logits", "wh": "pixels@stride4", "reg": "pixels@stride4"}}
-
-
-def base_manifest(cfg: ExperimentConfig, model: CoDeNet) -> Dict[str, Any]:
-    m = cfg.model
-    return {
-        "model": m.to_dict(),
-        "class_names": list(m.class_names),
-        "input_size": m.input_size,
-        "down_ratio": m.down_ratio,
-        "preprocess": {"type": "center_affine_letterbox", "color": "BGR", "layout": "NHWC", "dtype": "uint8",
-                       "pixel_mean": list(m.pixel_mean), "pixel_std": list(m.pixel_std),
-                       "normalisation": "inside the graph"},
-        "decode": decode_section(),
-        "graphs": {"float": FLOAT_GRAPH},
-        "quantized": False,
-        "stats": {"parameters": count_parameters(model), "macs": conv_macs(model, m.input_size),
-                  "float_bytes": 4 * count_parameters(model)},
-        "training": {"dataset": cfg.data.dataset, "output_dir": cfg.output_dir},
-    }
-
-
 def export_float(model: CoDeNet, cfg: ExperimentConfig, out_path: str, extra: Optional[Dict[str, Any]] = None) -> str:
     """Write a float artifact for ``model``."""
     manifest = base_manifest(cfg, model)
@@ -99,11 +76,9 @@ def export_float(model: CoDeNet, cfg: ExperimentConfig, out_path: str, extra: Op
 
 
 def load_trained(cfg: ExperimentConfig, weights: str) -> CoDeNet:
-    from .train import load_checkpoint
-
     model = build_model(cfg.model)
-    state = load_checkpoint(weights)["model"]
-    model.load_state_dict(state)
+    load_state_into(model, load_checkpoint(weights)["model"], weights,
+                    "export with the config the checkpoint was trained with")
     return model.eval()
 
 
