@@ -21,8 +21,8 @@ import torch.nn as nn
 
 from codenet_pynq.artifact import FLOAT_GRAPH, write_artifact
 
-from .config import ExperimentConfig, load_config
 from .checkpoint import load_checkpoint, load_state_into
+from .config import ExperimentConfig, load_config
 from .manifest import base_manifest, decode_section
 from .models import CoDeNet, build_model
 from .onnx_opt import ExportGraph

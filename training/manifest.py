@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from codenet_pynq.artifact import FLOAT_GRAPH
+
 from .config import ExperimentConfig
 from .models import CoDeNet, conv_macs, count_parameters
 
