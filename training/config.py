@@ -97,6 +97,7 @@ class ExperimentConfig:
     output_dir: str = "runs/default"
     seed: int = 0
     backbone_weights: str = ""
+    init_weights: str = ""  # fine-tune from a trained float model (.pth checkpoint or .npz weights); --init
     eval_metric: str = "coco"
     eval_topk: int = 100
 
