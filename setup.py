@@ -10,7 +10,7 @@ RUNTIME = [
     "ipywidgets>=7.6",
     "tqdm>=4.60",
 ]
-TRAIN = ["torch>=2.1,<2.14", "onnx>=1.15", "pycocotools>=2.0.6", "pyyaml>=6.0"]
+TRAIN = ["torch>=2.1,<2.14", "onnx>=1.15", "pycocotools>=2.0.6", "pyyaml>=6.0", "pillow>=8.0"]
 DEV = ["pytest>=7", "ruff>=0.4", "hls4ml>=0.8"]
 
 setup(
@@ -32,15 +32,17 @@ setup(
         "codenet_pynq.training.eval",
     ],
     package_dir={"codenet_pynq": "codenet_pynq", "codenet_pynq.training": "training"},
-    package_data={"codenet_pynq": ["models/*.codenet", "samples/*", "accel/codenet_params.h", "overlays/*/*"]},
+    package_data={"codenet_pynq": ["models/*.codenet", "models/*.npz", "samples/*", "accel/codenet_params.h", "overlays/*/*"]},
     include_package_data=True,
     install_requires=RUNTIME,
     extras_require={"train": TRAIN, "board": ["pynq>=2.7"], "dev": DEV + TRAIN},
     entry_points={
         "console_scripts": [
             "codenet-pynq=codenet_pynq.cli:main",
-            "codenet-pynq-train=codenet_pynq.training.train:main",
-            "codenet-pynq-eval=codenet_pynq.training.evaluate:main",
+            "codenet-pynq-train=codenet_pynq.training.entry:train",
+            "codenet-pynq-eval=codenet_pynq.training.entry:evaluate",
+            "codenet-pynq-export=codenet_pynq.training.entry:export",
+            "codenet-pynq-data=codenet_pynq.training.entry:data",
         ]
     },
 )

@@ -14,7 +14,7 @@ EXIT_DIVERGED = 3
 
 # What a user can cause and fix: bad files, bad configs, missing paths. Anything else is a bug and
 # keeps its traceback.
-USER_ERRORS = (CodenetError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
+USER_ERRORS = (CodenetError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError)
 
 
 def report_errors(prog: str, debug: bool, run: Callable[[], int]) -> int:

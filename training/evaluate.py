@@ -24,6 +24,7 @@ from .config import ExperimentConfig, load_config
 from .data.build import build_dataset, load_records
 from .data.dataset import collate_fn
 from .decode_torch import decode
+from .errors import report_errors
 from .eval.coco import coco_evaluate
 from .eval.results import save_results_json
 from .eval.voc import voc_evaluate
@@ -121,8 +122,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--metric", choices=("coco", "voc07", "voc"), help="default: the config's eval_metric")
     p.add_argument("--flip-test", action="store_true", help="average with the mirrored image (--weights only)")
     p.add_argument("--out", help="write the metrics as JSON here")
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     p.add_argument("opts", nargs="*", help="config overrides, e.g. data.val_json=...")
     a = p.parse_args(argv)
+    return report_errors("codenet-pynq-eval", a.debug, lambda: _run(a))
+
+
+def _run(a: argparse.Namespace) -> int:
     cfg = load_config(a.config, a.opts)
     metric = a.metric or cfg.eval_metric
     if a.weights:
@@ -136,6 +142,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     metrics = compute_metrics(records, dets, names, metric)
     summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     print(json.dumps(summary, indent=1, default=float))
+    if metrics.get("per_class_AP50"):
+        print("AP50 per class: " + ", ".join(f"{n} {float(v):.2f}" for n, v in metrics["per_class_AP50"].items()))
     if a.out:
         save_results_json(metrics, a.out)
     return 0

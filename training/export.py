@@ -23,6 +23,7 @@ from codenet_pynq.artifact import FLOAT_GRAPH, write_artifact
 
 from .checkpoint import load_checkpoint, load_state_into
 from .config import ExperimentConfig, load_config
+from .errors import report_errors
 from .manifest import base_manifest, decode_section
 from .models import CoDeNet, build_model
 from .onnx_opt import ExportGraph
@@ -83,7 +84,7 @@ def load_trained(cfg: ExperimentConfig, weights: str) -> CoDeNet:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codenet_pynq.training.export", description=__doc__,
+    p = argparse.ArgumentParser(prog="codenet-pynq-export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="the experiment YAML the model was trained with")
     p.add_argument("--weights", required=True, help="checkpoint (.pth), e.g. OUTPUT_DIR/model_final.pth")
@@ -91,8 +92,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--metrics", help="JSON of evaluation results to record in the manifest")
     p.add_argument("--score-threshold", type=float, default=0.3,
                    help="default detection score threshold recorded in the artifact (default: %(default)s)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     p.add_argument("opts", nargs="*", help="config overrides")
     a = p.parse_args(argv)
+    return report_errors("codenet-pynq-export", a.debug, lambda: _run(a))
+
+
+def _run(a: argparse.Namespace) -> int:
     cfg = load_config(a.config, a.opts)
     extra = {"decode": decode_section(a.score_threshold)}
     if a.metrics:
@@ -106,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         export_quantized(cfg, a.weights, a.out, extra)
     else:
         export_float(load_trained(cfg, a.weights), cfg, a.out, extra)
-    print(f"wrote {a.out}")
+    print(f"wrote {a.out} (classes: {', '.join(cfg.model.class_names)})")
     return 0
 
 

@@ -8,6 +8,7 @@ means another architecture and is an error naming the file.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Dict, List
 
 import torch
@@ -25,8 +26,19 @@ __all__ = ["CLASS_DEPENDENT", "load_init_weights", "read_float_state"]
 CLASS_DEPENDENT = ("hm.out.weight", "hm.out.bias")
 
 
+def resolve_weights_path(path: str) -> str:
+    """``path`` itself, or the file of that name shipped in ``codenet_pynq/models/`` when ``path`` is not a file."""
+    if os.path.isfile(path):
+        return path
+    import codenet_pynq
+
+    shipped = os.path.join(os.path.dirname(codenet_pynq.__file__), "models", os.path.basename(path))
+    return shipped if os.path.isfile(shipped) else path
+
+
 def read_float_state(path: str) -> Dict[str, torch.Tensor]:
     """The float model state of a ``.pth`` checkpoint or a ``.npz`` weights file (pickle-free both)."""
+    path = resolve_weights_path(path)
     if path.lower().endswith(".npz"):
         from .weights import load_weights
 

@@ -16,7 +16,7 @@ from .imagefiles import image_info, oriented_boxes
 from .records import AnnotationError, Record
 from .shapes import SHAPES_CLASSES, generate_shapes
 from .transforms import AugmentConfig
-from .voc import VOC_CLASSES, load_voc
+from .voc import VOC_CLASSES, load_voc, voc_names_in_sets
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,16 @@ def load_records(cfg, split: str, model_cfg=None, counts: Optional[Dict[str, int
         return records, list(names)
     if cfg.dataset == "voc":
         sets: Sequence = cfg.voc_train_sets if split == "train" else cfg.voc_val_sets
+        year_sets = [tuple(s) if len(s) == 2 else ("", s[0]) for s in sets]
         if names_cfg is None:
             if model_cfg is not None and model_cfg.num_classes != len(VOC_CLASSES):
+                found = voc_names_in_sets(cfg.voc_root, year_sets)
+                check_head_count(found, model_cfg, cfg.voc_root)
                 raise AnnotationError(format_message(
-                    "config", f"model.class_names is not set, and VOC-format data needs the class names "
-                    f"(model.num_classes is {model_cfg.num_classes})",
-                    "list them in model.class_names (`codenet-pynq-data check` prints the names found)"))
+                    "config", "model.class_names is not set, and VOC-format data needs the class names",
+                    f"set model.class_names: [{', '.join(found)}] (the names found in the annotations, "
+                    "in the order you want)"))
             names_cfg = list(VOC_CLASSES)
-        year_sets = [tuple(s) if len(s) == 2 else ("", s[0]) for s in sets]
         records = load_voc(cfg.voc_root, year_sets, names_cfg, unknown=cfg.unknown_classes,
                            bad_images=cfg.bad_images, exif_boxes=cfg.exif_boxes, counts=counts)
         check_head_count(names_cfg, model_cfg, cfg.voc_root)

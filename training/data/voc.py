@@ -199,6 +199,28 @@ def image_folders(year_dir: str) -> List[str]:
     return [os.path.join(year_dir, "JPEGImages"), os.path.join(year_dir, "Annotations")]
 
 
+def voc_names_in_ids(year_dir: str, ids: Sequence[str]) -> List[str]:
+    """Sorted object names found in ``year_dir/Annotations/<id>.xml`` (unreadable files ignored)."""
+    names = set()
+    for name in ids:
+        try:
+            root_elem = ET.parse(os.path.join(year_dir, "Annotations", f"{name}.xml")).getroot()
+        except (ET.ParseError, OSError, RecursionError):
+            continue
+        names.update((o.findtext("name") or "").strip() for o in root_elem.findall("object"))
+    return sorted(n for n in names if n)
+
+
+def voc_names_in_sets(root: str, year_sets: Sequence[Tuple[str, str]]) -> List[str]:
+    """Sorted object names found in the annotations of the image sets."""
+    names = set()
+    for year, image_set in year_sets:
+        year_dir = _find_devkit(root, str(year))
+        names.update(voc_names_in_ids(year_dir, read_image_set(os.path.join(year_dir, "ImageSets", "Main",
+                                                                             f"{image_set}.txt"))))
+    return sorted(names)
+
+
 def load_voc(
     root: str,
     year_sets: Sequence[Tuple[str, str]] = (("2007", "trainval"),),
