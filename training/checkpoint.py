@@ -122,6 +122,8 @@ def load_resume_checkpoint(folder: str) -> Tuple[Optional[Dict[str, Any]], Optio
     """
     last, prev = os.path.join(folder, LAST), os.path.join(folder, PREVIOUS)
     errors = []
+    if not os.path.isfile(last) and os.path.isfile(prev):
+        log.warning("%s is missing (a save was interrupted?); resuming from %s", last, prev)
     for path in (last, prev):
         if not os.path.isfile(path):
             continue

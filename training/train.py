@@ -357,7 +357,8 @@ class Trainer:
                     log.info("iter %d/%d  loss %.4f (hm %.4f wh %.4f reg %.4f)  lr %.2e  %.1f img/s  eta %s",
                              it + 1, end, parts["loss"], parts["hm"], parts["wh"], parts["reg"], parts["lr"], ips,
                              time.strftime("%H:%M:%S", time.gmtime(eta)))
-            if s.checkpoint_period and (it + 1) % s.checkpoint_period == 0:
+            if s.checkpoint_period and (it + 1) % s.checkpoint_period == 0 and not (
+                    it + 1 == end and s.precise_bn_iters):  # with precise BN the end is saved after it
                 self.save(it + 1)
             if s.eval_period and (it + 1) % s.eval_period == 0 and it + 1 < end:
                 self.evaluate(it + 1)
@@ -366,7 +367,8 @@ class Trainer:
             bar.close()
         if s.precise_bn_iters:
             precise_bn(self.ddp, data, s.precise_bn_iters, self.device)
-        self.save(end)
+        if not (s.checkpoint_period and end % s.checkpoint_period == 0 and not s.precise_bn_iters):
+            self.save(end)  # not saved by the loop already (two copies of one iteration would push out the previous)
         if self.rank == 0:
             log.info("finished %d iterations; checkpoint %s", end, self.checkpoint_path(FINAL))
             atomic_torch_save({"model": unwrap(self.model).state_dict(), "config": self.cfg.to_dict(),
