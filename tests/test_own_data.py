@@ -167,3 +167,19 @@ def test_init_reuses_backbone_and_reinitialises_the_heatmap_output(tmp_path, cap
     assert mcfg["class_names"] == ["circle", "square", "triangle", "star", "cross"]
     assert torch.equal(model.state_dict()["backbone.conv1.0.weight"], state["backbone.conv1.0.weight"])
     assert torch.equal(model.state_dict()["wh.out.weight"], state["wh.out.weight"])
+
+
+@pytest.mark.parametrize("entry", ["train", "evaluate", "export", "data"])
+def test_entry_points_without_torch_say_how_to_install_the_training_extra(entry):
+    """Without torch: train/eval/export print the install line; the data tool does not need torch at all."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            f"from codenet_pynq.training.entry import {entry}\nsys.exit({entry}(['--help']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if entry == "data":
+        assert r.returncode == 0 and "split" in r.stdout, r.stderr
+        return
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "'torch' is not installed" in r.stderr and 'pip install "codenet-pynq[train]"' in r.stderr
