@@ -31,7 +31,10 @@ def _opts(root, out, *extra):
     return [*TINY, f"data.voc_root={root}", f"output_dir={out}", *extra]
 
 
-def test_own_voc_dataset_end_to_end(dataset, tmp_path, capsys):
+def test_own_voc_dataset_end_to_end(dataset, tmp_path, capsys, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="codenet_pynq.train")
     torch.set_num_threads(1)
     root, _ = dataset
     assert not (root / "ImageSets").exists()
@@ -48,6 +51,9 @@ def test_own_voc_dataset_end_to_end(dataset, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "AP50 per class: kayak" in out and "heron" in out and "(classes: kayak, heron)" in out
     assert (run / "last_checkpoint.pth").is_file() and (run / "previous_checkpoint.pth").is_file()
+    # --no-progress: plain log lines every log_period, and the class names at start
+    assert "iter 2/4  loss" in caplog.text and "iter 4/4  loss" in caplog.text
+    assert "training 8 images of 2 classes: kayak, heron" in caplog.text
 
     final = str(run / "model_final.pth")
     assert evaluate.main(["--config", cfg, "--weights", final, *_opts(root, run)]) == 0
