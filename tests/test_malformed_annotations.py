@@ -207,3 +207,15 @@ def test_the_unbroken_coco_file_loads(tmp_path):
         "model.num_classes=2", "model.class_names=[]"])
     records, names = load_records(cfg.data, "train", cfg.model)
     assert names == CLASSES and records[0]["boxes"].tolist() == [[4, 5, 24, 15]]
+
+
+def test_unreadable_image_found_by_a_dataloader_worker_is_one_paragraph(voc_root, tmp_path, capsys):
+    # the header passes the load-time check, the pixel data is corrupt: found while training, in a worker
+    data = open(os.path.join(voc_root, "JPEGImages", "img_000.jpg"), "rb").read()
+    with open(os.path.join(voc_root, "JPEGImages", "img_000.jpg"), "wb") as f:
+        f.write(data[:200] + b"\x00" * 50)
+    err = _train(capsys, "configs/own_voc.yaml", f"data.voc_root={voc_root}", f"output_dir={tmp_path / 'run'}",
+                 "model.class_names=[kayak,heron]", "data.num_workers=1", "solver.batch_size=3",
+                 "solver.precise_bn_iters=0", "solver.eval_period=0", "--no-progress")
+    assert "JPEGImages/img_000.jpg: " in err and "replace the image" in err
+    assert "Original Traceback" not in err and "DataLoader worker" not in err

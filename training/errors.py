@@ -17,6 +17,14 @@ EXIT_DIVERGED = 3
 USER_ERRORS = (CodenetError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError)
 
 
+def _own_message(text: str) -> str:
+    """The error's own message: a DataLoader worker re-raises it with the worker's traceback in front."""
+    if "Original Traceback" not in text:
+        return text
+    last = [ln for ln in text.strip().splitlines() if ln.strip()][-1]
+    return last.split(": ", 1)[1] if ": " in last and not last.startswith(" ") else last
+
+
 def report_errors(prog: str, debug: bool, run: Callable[[], int]) -> int:
     """Run ``run()``; a user error becomes ``prog: error: <message>`` on stderr and exit status 2."""
     if debug:
@@ -24,7 +32,7 @@ def report_errors(prog: str, debug: bool, run: Callable[[], int]) -> int:
     try:
         return run()
     except USER_ERRORS as e:
-        text = " ".join(str(e).split()) or type(e).__name__
+        text = " ".join(_own_message(str(e)).split()) or type(e).__name__
         if not isinstance(e, CodenetError):
             text += " (run again with --debug for the traceback)"
         print(f"{prog}: error: {text}", file=sys.stderr)

@@ -340,31 +340,33 @@ class Trainer:
 
             bar = tqdm(total=end, initial=self.start_iter, desc="train", unit="it", dynamic_ncols=True)
         t0 = time.time()
-        for it in range(self.start_iter, end):
-            images, targets = next(data)
-            parts = self.step(images, targets, it)
-            parts["iteration"] = it + 1
-            history.append(parts)
+        try:
+            for it in range(self.start_iter, end):
+                images, targets = next(data)
+                parts = self.step(images, targets, it)
+                parts["iteration"] = it + 1
+                history.append(parts)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{parts['loss']:.3f}", lr=f"{parts['lr']:.2e}")
+                if (it + 1) % s.log_period == 0 or it + 1 == end:
+                    elapsed = max(time.time() - t0, 1e-9)
+                    ips = (it + 1 - self.start_iter) * s.batch_size / elapsed
+                    self.log_metrics({**parts, "images_per_s": ips, "time": time.time()})
+                    if bar is None and self.rank == 0:
+                        eta = elapsed / (it + 1 - self.start_iter) * (end - it - 1)
+                        log.info("iter %d/%d  loss %.4f (hm %.4f wh %.4f reg %.4f)  lr %.2e  %.1f img/s  eta %s",
+                                 it + 1, end, parts["loss"], parts["hm"], parts["wh"], parts["reg"], parts["lr"], ips,
+                                 time.strftime("%H:%M:%S", time.gmtime(eta)))
+                if s.checkpoint_period and (it + 1) % s.checkpoint_period == 0 and not (
+                        it + 1 == end and s.precise_bn_iters):  # with precise BN the end is saved after it
+                    self.save(it + 1)
+                if s.eval_period and (it + 1) % s.eval_period == 0 and it + 1 < end:
+                    self.evaluate(it + 1)
+                    self.ddp.train()
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.3f}", lr=f"{parts['lr']:.2e}")
-            if (it + 1) % s.log_period == 0 or it + 1 == end:
-                elapsed = max(time.time() - t0, 1e-9)
-                ips = (it + 1 - self.start_iter) * s.batch_size / elapsed
-                self.log_metrics({**parts, "images_per_s": ips, "time": time.time()})
-                if bar is None and self.rank == 0:
-                    eta = elapsed / (it + 1 - self.start_iter) * (end - it - 1)
-                    log.info("iter %d/%d  loss %.4f (hm %.4f wh %.4f reg %.4f)  lr %.2e  %.1f img/s  eta %s",
-                             it + 1, end, parts["loss"], parts["hm"], parts["wh"], parts["reg"], parts["lr"], ips,
-                             time.strftime("%H:%M:%S", time.gmtime(eta)))
-            if s.checkpoint_period and (it + 1) % s.checkpoint_period == 0 and not (
-                    it + 1 == end and s.precise_bn_iters):  # with precise BN the end is saved after it
-                self.save(it + 1)
-            if s.eval_period and (it + 1) % s.eval_period == 0 and it + 1 < end:
-                self.evaluate(it + 1)
-                self.ddp.train()
-        if bar is not None:
-            bar.close()
+                bar.close()
         if s.precise_bn_iters:
             precise_bn(self.ddp, data, s.precise_bn_iters, self.device)
         if not (s.checkpoint_period and end % s.checkpoint_period == 0 and not s.precise_bn_iters):
