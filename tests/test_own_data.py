@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -189,3 +190,29 @@ def test_entry_points_without_torch_say_how_to_install_the_training_extra(entry)
         return
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "'torch' is not installed" in r.stderr and 'pip install "codenet-pynq[train]"' in r.stderr
+
+
+def test_check_reports_counts_empty_images_and_bad_boxes(dataset, capsys):
+    from own_data_fixtures import voc_xml
+
+    root, objects = dataset
+    (root / "Annotations" / "img_001.xml").write_text(voc_xml("img_001.JPG", (64, 48), []))
+    (root / "Annotations" / "img_002.xml").write_text(voc_xml("img_002.png", (64, 48), [("kayak", 30, 5, 10, 20)]))
+    (root / "Annotations" / "img_003.xml").write_text(voc_xml("img_003.jpg", (64, 48), [("swan", 3, 5, 10, 20)]))
+    assert datatools.main(["check", str(root), "--classes", "kayak,heron"]) == 1
+    out = capsys.readouterr().out
+    expected = {n: sum(o[0] == n for k, objs in objects.items() if k not in ("img_001", "img_002", "img_003")
+                       for o in objs) for n in CLASSES}
+    for name in CLASSES:
+        assert re.search(rf"^  {name} +{expected[name]} objects$", out, re.M), out
+    # img_003's only object has an unknown name: it is left out, so the image has no objects either
+    assert "images without objects: 2 (img_001, img_003)" in out and "problems: 2" in out
+    assert "img_002.xml: object 1 <bndbox> (30, 5, 10, 20) is inverted or empty" in out
+    assert "img_003.xml: 1 object(s) named 'swan', not a class name" in out
+    # split: seeded, reproducible, refuses to overwrite without --force
+    assert datatools.main(["split", str(root), "--val", "0.25", "--seed", "3"]) == 0
+    first = (root / "ImageSets" / "Main" / "val.txt").read_text()
+    assert datatools.main(["split", str(root), "--val", "0.25", "--seed", "3"]) == 2
+    assert "val.txt: already exists. Pass --force" in capsys.readouterr().err.replace("train.txt", "val.txt")
+    assert datatools.main(["split", str(root), "--val", "0.25", "--seed", "3", "--force"]) == 0
+    assert (root / "ImageSets" / "Main" / "val.txt").read_text() == first and len(first.split()) == 3
