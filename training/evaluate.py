@@ -2,8 +2,9 @@
 
 ``python -m codenet_pynq.training.evaluate --config CFG --weights ckpt.pth`` (PyTorch model) or
 ``--artifact model.codenet [--backend cpu]`` (the deployed form through the runtime).
-Metrics: the VOC protocol as the seed reports it (AP over IoU .50:.95, AP50, AP75; 11-point
-metric for VOC2007 test) and COCO through pycocotools; ``--flip-test`` averages the heatmaps
+Metrics: VOC AP computed exactly as the reference ``voc_eval`` that the seed's detectron2
+evaluator uses (AP over IoU .50:.95, AP50, AP75; ``voc07`` 11-point or ``voc`` area; the rules
+are listed in docs/own_data.md) and COCO through pycocotools; ``--flip-test`` averages the heatmaps
 of the image and its mirror (PyTorch model only).
 """
 
