@@ -81,7 +81,10 @@ def test_corrupt_last_checkpoint_falls_back_to_the_previous(data_root, run3, cap
     assert _metrics(run3) == [1, 2]
     backups = [p for p in os.listdir(run3) if p.startswith("metrics.jsonl.") and p.endswith(".bak")]
     assert len(backups) == 1 and [json.loads(x)["iteration"] for x in open(run3 / backups[0])] == [1, 2, 3]
+    assert (run3 / "last_checkpoint.pth.corrupt").is_file()  # moved aside, not deleted
     assert [h["iteration"] for h in t.run(max_iter=4)] == [3, 4]
+    assert load_checkpoint(str(run3 / "last_checkpoint.pth"))["iteration"] == 4
+    assert load_checkpoint(str(run3 / "previous_checkpoint.pth"))["iteration"] == 3
 
 
 def test_both_checkpoints_corrupt_is_one_clear_error(data_root, run3, capsys):

@@ -4,7 +4,7 @@ A run folder holds ``last_checkpoint.pth`` and ``previous_checkpoint.pth``. Savi
 file in the same folder, flushes and fsyncs it, moves the current last checkpoint to the previous
 name, renames the temp file into place and fsyncs the folder, so a crash at any moment leaves at
 least one complete checkpoint. Resuming tries the last checkpoint, then the previous one (and says
-so); both unreadable is a :class:`CheckpointError` naming both files and what to do.
+so, moving the unreadable one aside as ``last_checkpoint.pth.corrupt``); both unreadable is a :class:`CheckpointError` naming both files and what to do.
 """
 
 from __future__ import annotations
@@ -134,8 +134,11 @@ def load_resume_checkpoint(folder: str) -> Tuple[Optional[Dict[str, Any]], Optio
             log.warning("%s; trying the previous checkpoint", e)
             continue
         if errors:
-            log.warning("resuming from %s (iteration %s) instead of the unreadable %s", path,
-                        ckpt.get("iteration"), last)
+            kept = f"{last}.corrupt"
+            if os.path.isfile(last):  # moved aside, so that the next save cannot push out the good one
+                os.replace(last, kept)
+            log.warning("resuming from %s (iteration %s) instead of the unreadable %s (kept as %s)", path,
+                        ckpt.get("iteration"), last, kept)
         return ckpt, path
     if errors:
         raise CheckpointError(format_message(
