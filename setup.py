@@ -13,7 +13,7 @@ RUNTIME = [
 ]
 HOST = ["opencv-python-headless>=4.5"]
 NOTEBOOKS = ["matplotlib>=3.5", "ipywidgets>=7.6"]
-TRAIN = ["torch>=2.1,<2.14", "onnx>=1.15", "pycocotools>=2.0.6", "pyyaml>=6.0"]
+TRAIN = ["torch>=2.1,<2.14", "onnx>=1.15", "pycocotools>=2.0.6", "pyyaml>=6.0", "pillow>=8.0"]
 DEV = ["pytest>=7", "ruff>=0.4", "hls4ml>=0.8", "libclang>=16", "setuptools>=70.1"]  # setuptools: bdist_wheel built in
 
 setup(
@@ -37,7 +37,7 @@ setup(
     ],
     package_dir={"codenet_pynq": "codenet_pynq", "codenet_pynq.training": "training"},
     package_data={
-        "codenet_pynq": ["models/*.codenet", "samples/*", "assets/*", "accel/codenet_params.h", "overlays/*/*"],
+        "codenet_pynq": ["models/*.codenet", "models/*.npz", "samples/*", "assets/*", "accel/codenet_params.h", "overlays/*/*"],
         "codenet_pynq.notebooks": ["*.ipynb"],
     },
     include_package_data=True,
@@ -52,8 +52,10 @@ setup(
     entry_points={
         "console_scripts": [
             "codenet-pynq=codenet_pynq.cli:main",
-            "codenet-pynq-train=codenet_pynq.training.train:main",
-            "codenet-pynq-eval=codenet_pynq.training.evaluate:main",
+            "codenet-pynq-train=codenet_pynq.training.entry:train",
+            "codenet-pynq-eval=codenet_pynq.training.entry:evaluate",
+            "codenet-pynq-export=codenet_pynq.training.entry:export",
+            "codenet-pynq-data=codenet_pynq.training.entry:data",
         ],
         # `pynq get-notebooks codenet-pynq` copies the folder of this module (PYNQ's convention)
         "pynq.notebooks": ["codenet-pynq = codenet_pynq.notebooks"],

@@ -3,9 +3,10 @@
 import contextlib
 import io
 import json
-import logging
 import os
+import re
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -54,8 +55,12 @@ def _voc_tree(tmp_path, files, image_set="trainval", year="2007"):
     base = tmp_path / "VOCdevkit" / f"VOC{year}"
     (base / "Annotations").mkdir(parents=True)
     (base / "ImageSets" / "Main").mkdir(parents=True)
+    (base / "JPEGImages").mkdir(parents=True)
     for name, xml in files.items():
         (base / "Annotations" / f"{name}.xml").write_text(xml)
+        size = re.search(r"<width>(\d+)</width><height>(\d+)</height>", xml)
+        w, h = (int(size.group(1)), int(size.group(2))) if size else (10, 10)
+        cv2.imwrite(str(base / "JPEGImages" / f"{name}.jpg"), np.zeros((h, w, 3), np.uint8))
     (base / "ImageSets" / "Main" / f"{image_set}.txt").write_text("".join(f"{n}\n" for n in files))
     return tmp_path / "VOCdevkit"
 
@@ -88,8 +93,8 @@ def test_load_voc_boxes_difficult_and_ids(tmp_path):
         (_voc_xml([("dog", (1, 1, 5, 5), 0), ("cat", (1, 1, "abc", 5), 0)]),
          r"Annotations/000009\.xml: object 2 <bndbox><xmax> is not a number"),
         (_voc_xml([("dog", (1, 1, 5, 5), 0)])[:-20], r"Annotations/000009\.xml: malformed XML"),
-        (_voc_xml([("dragon", (1, 1, 5, 5), 0)]), r"000009\.xml: object 1 <name> 'dragon' is not a known class"),
-        (_voc_xml([("dog", (9, 1, 5, 5), 0)]), r"000009\.xml: object 1 <bndbox> .* is degenerate"),
+        (_voc_xml([("dragon", (1, 1, 5, 5), 0)]), r"000009\.xml: object 1 <name> 'dragon' is not one of the config's class names"),
+        (_voc_xml([("dog", (9, 1, 5, 5), 0)]), r"000009\.xml: object 1 <bndbox> .* is inverted or empty"),
         (_voc_xml([("dog", (1, 1, 5, 5), 2)]), r"000009\.xml: object 1 <difficult> must be 0 or 1"),
         ("<annotation><object/></annotation>", r"000009\.xml: <size> is missing"),
         (_voc_xml([("dog", (1, 1, 5, 5), 0)]).replace("<ymin>1</ymin>", ""),
@@ -175,7 +180,7 @@ def test_load_coco_labels_crowd_and_clipping(tmp_path):
     assert len(recs[1]["boxes"]) == 0 and recs[1]["file"] == str(tmp_path / "y.jpg")
     recs2, names2 = load_coco(_coco_file(tmp_path, _coco_data()), str(tmp_path), class_names=["z", "b", "a"])
     assert names2 == ["z", "b", "a"] and recs2[0]["labels"].tolist() == [1, 2]
-    with pytest.raises(AnnotationError, match=r"categories\[1\]\.name 'a' is not in class_names"):
+    with pytest.raises(AnnotationError, match=r"categories\[1\]\.name 'a' is not one of the config's class names"):
         load_coco(_coco_file(tmp_path, _coco_data()), str(tmp_path), class_names=["b"])
 
 
@@ -333,17 +338,16 @@ def test_dataset_train_mode_with_dataloader(shapes_records):
     assert torch.equal(a, ds[0][0])
 
 
-def test_dataset_corrupt_image_is_replaced_in_training(shapes_records, caplog):
+def test_dataset_corrupt_image_is_an_error_never_a_substitute(shapes_records):
+    from codenet_pynq.training.data.dataset import DatasetError
+
     with open(shapes_records[2]["file"], "wb") as f:
         f.write(b"\xff\xd8 not really a jpeg")
-    ds = DetectionDataset(shapes_records, SHAPES_CLASSES, 64, max_objs=16, train=True)
-    with caplog.at_level(logging.WARNING):
-        img, t = ds[2]
-    assert img.shape == (3, 64, 64) and t["image_id"] != shapes_records[2]["image_id"]
-    assert shapes_records[2]["file"] in caplog.text
-    ev = DetectionDataset(shapes_records, SHAPES_CLASSES, 64, max_objs=16, train=False)
-    img, t = ev[2]
-    assert t["image_id"] == shapes_records[2]["image_id"] and float(img.abs().sum()) == 0.0
+    for train in (True, False):
+        ds = DetectionDataset(shapes_records, SHAPES_CLASSES, 64, max_objs=16, train=train)
+        with pytest.raises(DatasetError, match=re.escape(shapes_records[2]["file"]) + ".*replace the image"):
+            ds[2]
+        assert ds[1][1]["image_id"] == shapes_records[1]["image_id"]
 
 
 def test_dataset_rejects_bad_records(shapes_records):

@@ -14,7 +14,11 @@ from .models.centernet import ModelConfig
 
 @dataclass
 class DataConfig:
-    """Where the data comes from. ``dataset``: ``shapes`` / ``coco`` (COCO json + images) or ``voc``."""
+    """Where the data comes from. ``dataset``: ``shapes`` / ``coco`` (COCO json + images) or ``voc``.
+
+    ``voc_*_sets``: ``[year, set]`` pairs under a VOCdevkit, or ``[set]`` (same as ``["", set]``) for
+    an own VOC-format folder ``voc_root`` holding ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/``.
+    """
 
     dataset: str = "shapes"
     train_json: str = ""
@@ -24,6 +28,9 @@ class DataConfig:
     voc_root: str = ""
     voc_train_sets: List[List[str]] = field(default_factory=lambda: [["2007", "trainval"], ["2012", "trainval"]])
     voc_val_sets: List[List[str]] = field(default_factory=lambda: [["2007", "test"]])
+    unknown_classes: str = "error"  # an object of a class not in model.class_names: error, or skip (counted)
+    bad_images: str = "error"  # a missing or unreadable image: error, or skip (counted)
+    exif_boxes: str = "auto"  # rotated photos: boxes describe the auto (decided by <size>), stored or upright pixels
     max_objs: int = 64
     keep_empty: bool = True
     num_workers: int = 2
@@ -90,6 +97,7 @@ class ExperimentConfig:
     output_dir: str = "runs/default"
     seed: int = 0
     backbone_weights: str = ""
+    init_weights: str = ""  # fine-tune from a trained float model (.pth checkpoint or .npz weights); --init
     eval_metric: str = "coco"
     eval_topk: int = 100
 

@@ -2,8 +2,9 @@
 
 ``python -m codenet_pynq.training.evaluate --config CFG --weights ckpt.pth`` (PyTorch model) or
 ``--artifact model.codenet [--backend cpu]`` (the deployed form through the runtime).
-Metrics: the VOC protocol as the seed reports it (AP over IoU .50:.95, AP50, AP75; 11-point
-metric for VOC2007 test) and COCO through pycocotools; ``--flip-test`` averages the heatmaps
+Metrics: VOC AP computed exactly as the reference ``voc_eval`` that the seed's detectron2
+evaluator uses (AP over IoU .50:.95, AP50, AP75; ``voc07`` 11-point or ``voc`` area; the rules
+are listed in docs/own_data.md) and COCO through pycocotools; ``--flip-test`` averages the heatmaps
 of the image and its mirror (PyTorch model only).
 """
 
@@ -19,10 +20,12 @@ from torch.utils.data import DataLoader
 
 from codenet_pynq.transforms import PreprocessMeta, boxes_to_image
 
+from .checkpoint import load_checkpoint, load_state_into
 from .config import ExperimentConfig, load_config
 from .data.build import build_dataset, load_records
 from .data.dataset import collate_fn
 from .decode_torch import decode
+from .errors import report_errors
 from .eval.coco import coco_evaluate
 from .eval.results import save_results_json
 from .eval.voc import voc_evaluate
@@ -96,19 +99,16 @@ def load_trained_model(cfg: ExperimentConfig, weights: str) -> torch.nn.Module:
     """The model of a training checkpoint: the float network, or the QAT graph when the config
     has ``quant.enabled`` (its scales come from the checkpoint, ``quant.init`` is not read)."""
     from .models import build_model
-    from .train import load_checkpoint
 
     model = build_model(cfg.model)
     if cfg.quant.enabled:
         from .quant.qat import prepare_qat
 
         model = prepare_qat(model, cfg, load_init=False)
-    try:
-        model.load_state_dict(load_checkpoint(weights)["model"])
-    except RuntimeError as e:
-        kind = "a QAT" if cfg.quant.enabled else "a float"
-        raise ValueError(f"{weights}: does not fit {kind} model of this config ({str(e)[:200]}...); use the config "
-                         "the checkpoint was trained with (quant.enabled must match)") from e
+    kind = "a QAT" if cfg.quant.enabled else "a float"
+    load_state_into(model, load_checkpoint(weights)["model"], weights,
+                    f"this config builds {kind} model: use the config the checkpoint was trained with "
+                    "(quant.enabled must match)")
     return model.eval()
 
 
@@ -123,8 +123,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--metric", choices=("coco", "voc07", "voc"), help="default: the config's eval_metric")
     p.add_argument("--flip-test", action="store_true", help="average with the mirrored image (--weights only)")
     p.add_argument("--out", help="write the metrics as JSON here")
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     p.add_argument("opts", nargs="*", help="config overrides, e.g. data.val_json=...")
     a = p.parse_args(argv)
+    return report_errors("codenet-pynq-eval", a.debug, lambda: _run(a))
+
+
+def _run(a: argparse.Namespace) -> int:
     cfg = load_config(a.config, a.opts)
     metric = a.metric or cfg.eval_metric
     if a.weights:
@@ -133,11 +138,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         dets = predict_model(model, dataset, torch.device("cpu"), cfg.eval_topk, flip_test=a.flip_test, progress=True)
         records, names = dataset.records, dataset.class_names
     else:
-        records, names = load_records(cfg.data, "val")
+        records, names = load_records(cfg.data, "val", cfg.model)
         dets = predict_artifact(a.artifact, records, a.backend, cfg.eval_topk, progress=True)
     metrics = compute_metrics(records, dets, names, metric)
     summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     print(json.dumps(summary, indent=1, default=float))
+    if metrics.get("per_class_AP50"):
+        print("AP50 per class: " + ", ".join(f"{n} {float(v):.2f}" for n, v in metrics["per_class_AP50"].items()))
     if a.out:
         save_results_json(metrics, a.out)
     return 0

@@ -21,8 +21,11 @@ import torch.nn as nn
 
 from codenet_pynq.artifact import FLOAT_GRAPH, write_artifact
 
+from .checkpoint import load_checkpoint, load_state_into
 from .config import ExperimentConfig, load_config
-from .models import CoDeNet, build_model, conv_macs, count_parameters
+from .errors import report_errors
+from .manifest import base_manifest, decode_section
+from .models import CoDeNet, build_model
 from .onnx_opt import ExportGraph
 
 OPSET = 19
@@ -66,33 +69,6 @@ def float_onnx_bytes(model: CoDeNet, input_size: int, optimize: bool = True) -> 
     return buf.getvalue()
 
 
-def decode_section(score_threshold: float = 0.3) -> Dict[str, Any]:
-    """The manifest's ``decode`` entry: defaults the runtime's Detector reads."""
-    return {"top_k": 100, "score_threshold": float(score_threshold),
-            "outputs": {"hm": "logits", "wh": "pixels@stride4", "reg": "pixels@stride4"}}
-
-
-def base_manifest(cfg: ExperimentConfig, model: CoDeNet) -> Dict[str, Any]:
-    m = cfg.model
-    return {
-        "model": m.to_dict(),
-        "class_names": list(m.class_names),
-        "input_size": m.input_size,
-        "down_ratio": m.down_ratio,
-        "preprocess": {"type": "center_affine_letterbox", "color": "BGR", "layout": "NHWC", "dtype": "uint8",
-                       "pixel_mean": list(m.pixel_mean), "pixel_std": list(m.pixel_std),
-                       "normalisation": "inside the graph"},
-        "decode": decode_section(),
-        "graphs": {"float": FLOAT_GRAPH},
-        "quantized": False,
-        "stats": {"parameters": count_parameters(model), "macs": conv_macs(model, m.input_size),
-                  "float_bytes": 4 * count_parameters(model)},
-        "training": {"dataset": cfg.data.dataset, "output_dir": cfg.output_dir,
-                     # the generated data's style and sizes: evaluation data is made the same way
-                     **({"generate_shapes": dict(cfg.data.generate_shapes)} if cfg.data.generate_shapes else {})},
-    }
-
-
 def export_float(model: CoDeNet, cfg: ExperimentConfig, out_path: str, extra: Optional[Dict[str, Any]] = None) -> str:
     """Write a float artifact for ``model``."""
     manifest = base_manifest(cfg, model)
@@ -101,16 +77,14 @@ def export_float(model: CoDeNet, cfg: ExperimentConfig, out_path: str, extra: Op
 
 
 def load_trained(cfg: ExperimentConfig, weights: str) -> CoDeNet:
-    from .train import load_checkpoint
-
     model = build_model(cfg.model)
-    state = load_checkpoint(weights)["model"]
-    model.load_state_dict(state)
+    load_state_into(model, load_checkpoint(weights)["model"], weights,
+                    "export with the config the checkpoint was trained with")
     return model.eval()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codenet_pynq.training.export", description=__doc__,
+    p = argparse.ArgumentParser(prog="codenet-pynq-export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="the experiment YAML the model was trained with")
     p.add_argument("--weights", required=True, help="checkpoint (.pth), e.g. OUTPUT_DIR/model_final.pth")
@@ -118,8 +92,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--metrics", help="JSON of evaluation results to record in the manifest")
     p.add_argument("--score-threshold", type=float, default=0.3,
                    help="default detection score threshold recorded in the artifact (default: %(default)s)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     p.add_argument("opts", nargs="*", help="config overrides")
     a = p.parse_args(argv)
+    return report_errors("codenet-pynq-export", a.debug, lambda: _run(a))
+
+
+def _run(a: argparse.Namespace) -> int:
     cfg = load_config(a.config, a.opts)
     extra = {"decode": decode_section(a.score_threshold)}
     if a.metrics:
@@ -133,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         export_quantized(cfg, a.weights, a.out, extra)
     else:
         export_float(load_trained(cfg, a.weights), cfg, a.out, extra)
-    print(f"wrote {a.out}")
+    print(f"wrote {a.out} (classes: {', '.join(cfg.model.class_names)})")
     return 0
 
 

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -24,18 +25,30 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
-from codenet_pynq.files import atomic_open, atomic_write
+from codenet_pynq.errors import format_message
+from codenet_pynq.files import atomic_write
 
+from .checkpoint import (
+    FINAL,
+    LAST,
+    CheckpointError,
+    atomic_torch_save,
+    load_checkpoint,
+    load_resume_checkpoint,
+    load_state_into,
+    rotate_and_save,
+)
 from .config import ExperimentConfig, load_config
 from .data.build import build_dataset
 from .data.dataset import collate_fn
+from .errors import EXIT_DIVERGED, report_errors
+from .finetune import load_init_weights
 from .losses import CenterNetLoss
 from .models import build_model
 from .models.blocks import DeformConv
 
 log = logging.getLogger("codenet_pynq.train")
-LAST = "last_checkpoint.pth"
-FINAL = "model_final.pth"
+__all__ = ["FINAL", "LAST", "Trainer", "TrainingDiverged", "load_checkpoint", "lr_factor", "main"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -148,27 +161,10 @@ def lr_factor(it: int, cfg: ExperimentConfig) -> float:
 
 # ------------------------------------------------------------------------ checkpoints
 
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """torch.save to a temp file in the same folder, then rename over ``path``."""
-    with atomic_open(path) as f:
-        torch.save(obj, f)
-
-
 def rng_state() -> Dict[str, Any]:
     np_state = np.random.get_state()
     return {"torch": torch.get_rng_state(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
             "python": random.getstate()}
-
-
-def load_checkpoint(path: str) -> Dict[str, Any]:
-    """Load a checkpoint without pickle (weights_only); errors name the file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or foreign files
-        raise ValueError(f"{path}: not a readable codenet-pynq checkpoint ({e}); it may be truncated: "
-                         "delete it to resume from the previous one") from e
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -206,7 +202,13 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         random.seed(cfg.seed)
         os.makedirs(cfg.output_dir, exist_ok=True)
+        self.train_set = build_dataset(cfg.data, cfg.model, "train", train=True)  # data errors before any work
+        if self.rank == 0:
+            log.info("training %d images of %d classes: %s", len(self.train_set), len(self.train_set.class_names),
+                     ", ".join(self.train_set.class_names))
         model = build_model(cfg.model, cfg.backbone_weights or None)
+        if cfg.init_weights and not cfg.quant.enabled:
+            load_init_weights(model, cfg.init_weights)
         if cfg.quant.enabled:
             from .quant.qat import prepare_qat
 
@@ -224,7 +226,6 @@ class Trainer:
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         else:
             self.ddp = self.model
-        self.train_set = build_dataset(cfg.data, cfg.model, "train", train=True)
         if cfg.quant.enabled and not bool(unwrap(self.model).calibrated):
             from .quant.qat import calibrate_from_loader
 
@@ -234,24 +235,29 @@ class Trainer:
     def checkpoint_path(self, name: str = LAST) -> str:
         return os.path.join(self.cfg.output_dir, name)
 
-    def save(self, iteration: int, name: str = LAST) -> None:
+    def save(self, iteration: int) -> None:
+        """Write ``last_checkpoint.pth`` (the one it replaces becomes ``previous_checkpoint.pth``)."""
         if self.rank != 0:
             return
-        atomic_torch_save({"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
-                           "scaler": self.scaler.state_dict(), "iteration": iteration, "config": self.cfg.to_dict(),
-                           "rng": rng_state()}, self.checkpoint_path(name))
+        rotate_and_save({"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "scaler": self.scaler.state_dict(), "iteration": iteration, "config": self.cfg.to_dict(),
+                         "rng": rng_state()}, self.cfg.output_dir)
 
     def _resume(self) -> None:
-        path = self.checkpoint_path()
-        if not os.path.isfile(path):
-            log.warning("--resume: no %s yet, starting from scratch", path)
+        ckpt, path = load_resume_checkpoint(self.cfg.output_dir)
+        if ckpt is None:
+            log.warning("--resume: no checkpoint in %s yet, starting from scratch", self.cfg.output_dir)
             return
-        ckpt = load_checkpoint(path)
-        unwrap(self.model).load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.start_iter = int(ckpt["iteration"])
+        load_state_into(unwrap(self.model), ckpt["model"], path,
+                        "resume with the config this run was started with, or start a new run in another output_dir")
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+            self.start_iter = int(ckpt["iteration"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(format_message(path, f"the optimizer state or iteration does not fit ({e})",
+                                                 "resume with the config this run was started with")) from None
         log.info("resumed from %s at iteration %d", path, self.start_iter)
 
     # -- logging
@@ -260,14 +266,22 @@ class Trainer:
         path = os.path.join(self.cfg.output_dir, "metrics.jsonl")
         if self.rank != 0 or not os.path.isfile(path):
             return
-        keep = []
-        with open(path, encoding="utf-8") as f:
+        keep, dropped = [], 0
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
                     if int(json.loads(line).get("iteration", 0)) <= self.start_iter:
                         keep.append(line)
-                except ValueError:
-                    continue
+                        continue
+                except (ValueError, TypeError, AttributeError):
+                    pass
+                dropped += 1
+        if not dropped:
+            return
+        backup = f"{path}.{time.strftime('%Y%m%d-%H%M%S')}.bak"
+        shutil.copy2(path, backup)  # the records this run rewrites are kept, never lost
+        log.warning("%s: %d records after iteration %d are rewritten by this run; the old file is kept as %s",
+                    path, dropped, self.start_iter, backup)
         atomic_write(path, "".join(keep))
 
     def log_metrics(self, record: Dict[str, Any]) -> None:
@@ -322,28 +336,39 @@ class Trainer:
 
             bar = tqdm(total=end, initial=self.start_iter, desc="train", unit="it", dynamic_ncols=True)
         t0 = time.time()
-        for it in range(self.start_iter, end):
-            images, targets = next(data)
-            parts = self.step(images, targets, it)
-            parts["iteration"] = it + 1
-            history.append(parts)
+        try:
+            for it in range(self.start_iter, end):
+                images, targets = next(data)
+                parts = self.step(images, targets, it)
+                parts["iteration"] = it + 1
+                history.append(parts)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{parts['loss']:.3f}", lr=f"{parts['lr']:.2e}")
+                if (it + 1) % s.log_period == 0 or it + 1 == end:
+                    elapsed = max(time.time() - t0, 1e-9)
+                    ips = (it + 1 - self.start_iter) * s.batch_size / elapsed
+                    self.log_metrics({**parts, "images_per_s": ips, "time": time.time()})
+                    if bar is None and self.rank == 0:
+                        eta = elapsed / (it + 1 - self.start_iter) * (end - it - 1)
+                        log.info("iter %d/%d  loss %.4f (hm %.4f wh %.4f reg %.4f)  lr %.2e  %.1f img/s  eta %s",
+                                 it + 1, end, parts["loss"], parts["hm"], parts["wh"], parts["reg"], parts["lr"], ips,
+                                 time.strftime("%H:%M:%S", time.gmtime(eta)))
+                if s.checkpoint_period and (it + 1) % s.checkpoint_period == 0 and not (
+                        it + 1 == end and s.precise_bn_iters):  # with precise BN the end is saved after it
+                    self.save(it + 1)
+                if s.eval_period and (it + 1) % s.eval_period == 0 and it + 1 < end:
+                    self.evaluate(it + 1)
+                    self.ddp.train()
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.3f}", lr=f"{parts['lr']:.2e}")
-            if (it + 1) % s.log_period == 0 or it + 1 == end:
-                ips = (it + 1 - self.start_iter) * s.batch_size / max(time.time() - t0, 1e-9)
-                self.log_metrics({**parts, "images_per_s": ips, "time": time.time()})
-            if s.checkpoint_period and (it + 1) % s.checkpoint_period == 0:
-                self.save(it + 1)
-            if s.eval_period and (it + 1) % s.eval_period == 0 and it + 1 < end:
-                self.evaluate(it + 1)
-                self.ddp.train()
-        if bar is not None:
-            bar.close()
+                bar.close()
         if s.precise_bn_iters:
             precise_bn(self.ddp, data, s.precise_bn_iters, self.device)
-        self.save(end)
+        if not (s.checkpoint_period and end % s.checkpoint_period == 0 and not s.precise_bn_iters):
+            self.save(end)  # not saved by the loop already (two copies of one iteration would push out the previous)
         if self.rank == 0:
+            log.info("finished %d iterations; checkpoint %s", end, self.checkpoint_path(FINAL))
             atomic_torch_save({"model": unwrap(self.model).state_dict(), "config": self.cfg.to_dict(),
                                "iteration": end}, self.checkpoint_path(FINAL))
         return history
@@ -363,25 +388,35 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="codenet-pynq-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="experiment YAML (see configs/)")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUTPUT_DIR/last_checkpoint.pth (or previous_checkpoint.pth if that is corrupt)")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="fine-tune from a trained float model: a checkpoint (.pth) or weights file (.npz); "
+                        "backbone and decoder are reused, heads whose class count differs are re-initialised")
     p.add_argument("--eval-only", action="store_true", help="evaluate OUTPUT_DIR/model_final.pth and exit")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar: plain log lines every log_period")
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     p.add_argument("opts", nargs="*", help="config overrides, e.g. solver.max_iter=100 model.width=0.5x")
     return p.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+def _print_summary(metrics: Optional[Dict[str, Any]]) -> None:
+    if not metrics:
+        return
+    per_class = metrics.get("per_class_AP50") or {}
+    print("evaluation: " + ", ".join(f"{k} {float(v):.2f}" for k, v in metrics.items() if k in ("AP", "AP50", "AP75")))
+    if per_class:
+        print("AP50 per class: " + ", ".join(f"{n} {float(v):.2f}" for n, v in per_class.items()))
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        cfg = load_config(args.config, args.opts)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.opts)
+    if args.init:
+        cfg.init_weights = args.init
     local = int(os.environ.get("LOCAL_RANK", "0"))
     name = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(f"cuda:{local}" if name == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else name)
@@ -392,25 +427,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.eval_only:
             from .evaluate import evaluate_model, load_trained_model
 
-            try:
-                model = load_trained_model(cfg, os.path.join(cfg.output_dir, FINAL))
-            except (ValueError, FileNotFoundError) as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
+            model = load_trained_model(cfg, os.path.join(cfg.output_dir, FINAL))
             print(json.dumps(evaluate_model(model.to(device), cfg, device), indent=1, default=float))
             return 0
         trainer = Trainer(cfg, device, resume=args.resume, progress=not args.no_progress)
         finished = trainer.start_iter >= cfg.solver.max_iter  # a resumed, already finished run: nothing to do
         trainer.run()
         if not finished:
-            trainer.evaluate(cfg.solver.max_iter)
+            _print_summary(trainer.evaluate(cfg.solver.max_iter))
+        print(f"wrote {trainer.checkpoint_path(FINAL)} (classes: {', '.join(trainer.train_set.class_names)})")
     except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+        print(f"codenet-pynq-train: error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return report_errors("codenet-pynq-train", args.debug, lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from codenet_pynq.errors import format_message
+
 from .records import AnnotationError, Record, atomic_write_bytes, make_record, validate_record
 
 log = logging.getLogger(__name__)
+
+
+_COCO_FIX = "fix the file, or export it again from the annotation tool"
+
+
+def _bad(problem: str) -> AnnotationError:
+    """An AnnotationError whose message (already naming file and field) ends with what to do."""
+    return AnnotationError(format_message(None, problem, _COCO_FIX))
 
 
 def _is_int(v: Any) -> bool:
@@ -24,21 +34,22 @@ def _is_number(v: Any) -> bool:
 def _list_field(data: Dict[str, Any], key: str, source: str) -> List[Any]:
     value = data.get(key)
     if not isinstance(value, list):
-        raise AnnotationError(f"{source}: '{key}' must be a list")
+        raise _bad(f"{source}: '{key}' must be a list")
     return value
 
 
-def _categories(data: Dict[str, Any], source: str, class_names: Optional[Sequence[str]]):
-    """Return (class_names, {category_id: label})."""
+def _categories(data: Dict[str, Any], source: str, class_names: Optional[Sequence[str]], unknown: str = "error"):
+    """Return (class_names, {category_id: label}); with ``unknown="skip"`` categories whose name is
+    not in ``class_names`` are left out of the mapping (their boxes are skipped and counted)."""
     cats = _list_field(data, "categories", source)
     seen: Dict[int, str] = {}
     for i, cat in enumerate(cats):
         if not isinstance(cat, dict) or not _is_int(cat.get("id")):
-            raise AnnotationError(f"{source}: categories[{i}].id must be an integer")
+            raise _bad(f"{source}: categories[{i}].id must be an integer")
         if not isinstance(cat.get("name"), str) or not cat["name"]:
-            raise AnnotationError(f"{source}: categories[{i}].name must be a non-empty string")
+            raise _bad(f"{source}: categories[{i}].name must be a non-empty string")
         if cat["id"] in seen:
-            raise AnnotationError(f"{source}: categories[{i}].id {cat['id']} is duplicated")
+            raise _bad(f"{source}: categories[{i}].id {cat['id']} is duplicated")
         seen[cat["id"]] = cat["name"]
     ordered = sorted(seen)
     if class_names is None:
@@ -48,13 +59,19 @@ def _categories(data: Dict[str, Any], source: str, class_names: Optional[Sequenc
     mapping = {}
     for i, cat in enumerate(cats):
         if cat["name"] not in index:
-            raise AnnotationError(f"{source}: categories[{i}].name '{cat['name']}' is not in class_names")
+            if unknown == "skip":
+                continue
+            raise AnnotationError(format_message(
+                source, f"categories[{i}].name '{cat['name']}' is not one of the config's class names "
+                f"({', '.join(class_names)})", "add it to model.class_names (and model.num_classes), or set "
+                "data.unknown_classes: skip to leave its boxes out"))
         mapping[cat["id"]] = index[cat["name"]]
     return list(class_names), mapping
 
 
 def load_coco(
-    json_path: str, image_root: str, class_names: Optional[Sequence[str]] = None
+    json_path: str, image_root: str, class_names: Optional[Sequence[str]] = None, unknown: str = "error",
+    counts: Optional[Dict[str, int]] = None,
 ) -> Tuple[List[Record], List[str]]:
     """Load a COCO detection JSON -> (records, class_names).
 
@@ -62,30 +79,43 @@ def load_coco(
     category names in ``class_names`` when given. Crowd boxes (iscrowd=1) are left out, boxes
     are clipped to the image, and boxes of zero size after clipping are skipped (logged).
     Every image is kept, with or without boxes. Errors name the file and the field.
+    ``unknown="skip"``: boxes of categories not in ``class_names`` are left out and counted in
+    ``counts["unknown:<category id>"]``.
     """
     source = str(json_path)
+    counts = {} if counts is None else counts
+    if not os.path.isfile(json_path):
+        raise AnnotationError(format_message(source, "annotation file not found",
+                                             "check data.train_json / data.val_json"))
     try:
         with open(json_path, encoding="utf-8") as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
-        raise AnnotationError(f"{source}: not valid JSON: {e}") from None
+        raise AnnotationError(format_message(source, f"not valid JSON ({e})", "fix or re-export the file")) from None
+    except UnicodeDecodeError as e:
+        raise AnnotationError(format_message(source, f"is not UTF-8 text ({e.reason} at byte {e.start})",
+                                             "re-export the file as UTF-8 JSON")) from None
+    except RecursionError:
+        raise AnnotationError(format_message(source, "the JSON is nested too deeply",
+                                             "this is not a COCO annotation file")) from None
     if not isinstance(data, dict):
-        raise AnnotationError(f"{source}: top level must be an object")
-    names, cat_to_label = _categories(data, source, class_names)
+        raise _bad(f"{source}: top level must be an object")
+    names, cat_to_label = _categories(data, source, class_names, unknown)
+    known_cats = {c.get("id") for c in data["categories"] if isinstance(c, dict)}
 
     images: Dict[int, Dict[str, Any]] = {}
     order: List[int] = []
     for i, img in enumerate(_list_field(data, "images", source)):
         where = f"images[{i}]"
         if not isinstance(img, dict) or not _is_int(img.get("id")):
-            raise AnnotationError(f"{source}: {where}.id must be an integer")
+            raise _bad(f"{source}: {where}.id must be an integer")
         if not isinstance(img.get("file_name"), str) or not img["file_name"]:
-            raise AnnotationError(f"{source}: {where}.file_name must be a non-empty string")
+            raise _bad(f"{source}: {where}.file_name must be a non-empty string")
         for key in ("width", "height"):
             if not _is_int(img.get(key)) or img[key] <= 0:
-                raise AnnotationError(f"{source}: {where}.{key} must be a positive integer")
+                raise _bad(f"{source}: {where}.{key} must be a positive integer")
         if img["id"] in images:
-            raise AnnotationError(f"{source}: {where}.id {img['id']} is duplicated")
+            raise _bad(f"{source}: {where}.id {img['id']} is duplicated")
         images[img["id"]] = {"img": img, "boxes": [], "labels": [], "difficult": []}
         order.append(img["id"])
 
@@ -93,17 +123,21 @@ def load_coco(
     for i, ann in enumerate(_list_field(data, "annotations", source)):
         where = f"annotations[{i}]"
         if not isinstance(ann, dict):
-            raise AnnotationError(f"{source}: {where} must be an object")
-        if ann.get("image_id") not in images:
-            raise AnnotationError(f"{source}: {where}.image_id {ann.get('image_id')!r} is not in 'images'")
-        if ann.get("category_id") not in cat_to_label:
-            raise AnnotationError(f"{source}: {where}.category_id {ann.get('category_id')!r} is not in 'categories'")
+            raise _bad(f"{source}: {where} must be an object")
+        if not _is_int(ann.get("image_id")) or ann["image_id"] not in images:
+            raise _bad(f"{source}: {where}.image_id {ann.get('image_id')!r} is not in 'images'")
+        if not _is_int(ann.get("category_id")) or ann["category_id"] not in known_cats:
+            raise _bad(f"{source}: {where}.category_id {ann.get('category_id')!r} is not in 'categories'")
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-            raise AnnotationError(f"{source}: {where}.bbox must be 4 numbers")
+            raise _bad(f"{source}: {where}.bbox must be 4 numbers")
         if bbox[2] < 0 or bbox[3] < 0:
-            raise AnnotationError(f"{source}: {where}.bbox has a negative width or height: {bbox}")
+            raise _bad(f"{source}: {where}.bbox has a negative width or height: {bbox}")
         if ann.get("iscrowd", 0):
+            continue
+        if ann["category_id"] not in cat_to_label:
+            key = f"unknown:{ann['category_id']}"
+            counts[key] = counts.get(key, 0) + 1
             continue
         entry = images[ann["image_id"]]
         w, h = entry["img"]["width"], entry["img"]["height"]

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from codenet_pynq.errors import CodenetError, format_message
 from codenet_pynq.image_io import ImageReadError, read_image
 
 from .records import Record, validate_records
@@ -19,6 +20,10 @@ TARGET_KEYS = ("hm", "wh", "reg", "ind", "reg_mask")
 META_KEYS = ("image_id", "center", "scale", "width", "height", "file")
 
 
+class DatasetError(CodenetError, ValueError):
+    """An image of the dataset cannot be used; the message names the file and what to do."""
+
+
 class DetectionDataset(Dataset):
     """CenterNet samples from annotation records.
 
@@ -28,9 +33,9 @@ class DetectionDataset(Dataset):
     ``scale``, ``width``, ``height`` (original image) and ``file``.
 
     ``augment`` (default: ``train``) applies the random centre affine, flip and colour noise;
-    otherwise the image is letterboxed with centre (w/2, h/2) and scale max(h, w). With
-    ``train``, an unreadable image is logged and replaced by another sample; in evaluation it
-    is logged and given as a black image of the recorded size, so image ids stay in step.
+    otherwise the image is letterboxed with centre (w/2, h/2) and scale max(h, w). An unreadable
+    image, or one whose size is not the record's, is a :class:`DatasetError` naming the file
+    (never replaced by another image).
     """
 
     def __init__(
@@ -58,48 +63,31 @@ class DetectionDataset(Dataset):
         self.train = bool(train)
         self.augment = self.train if augment is None else bool(augment)
         self.augment_config = augment_config or AugmentConfig()
-        self._bad: set = set()  # indices whose image could not be read (per worker process)
-        self._resized: set = set()  # indices whose image size differs from the record (warned once)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def _read(self, idx: int) -> Optional[np.ndarray]:
-        if idx in self._bad:
-            return None
+    def _image(self, idx: int) -> np.ndarray:
+        """The decoded image of record ``idx``; never another image in its place."""
         rec = self.records[idx]
         try:
-            return read_image(rec["file"])
+            image = read_image(rec["file"])
         except ImageReadError as e:
-            self._bad.add(idx)
-            log.warning("skipping unreadable image %s (%s)", rec["file"], e)
-            return None
-
-    def _image_and_index(self, idx: int) -> Tuple[np.ndarray, int]:
-        image = self._read(idx)
-        if image is not None:
-            return image, idx
-        rec = self.records[idx]
-        if not self.train:
-            return np.zeros((rec["height"], rec["width"], 3), np.uint8), idx
-        for _ in range(20):
-            other = int(torch.randint(len(self.records), ()).item())
-            image = self._read(other)
-            if image is not None:
-                return image, other
-        raise RuntimeError(f"{rec['file']}: unreadable, and so were 20 random substitutes; check the dataset")
+            raise DatasetError(f"{e} (Training data, image id {rec['image_id']}: replace the image or remove it "
+                               "from the image set.)") from None
+        h, w = image.shape[:2]
+        if (w, h) != (rec["width"], rec["height"]):
+            raise DatasetError(format_message(
+                rec["file"], f"the image is {w} x {h} but its annotation says {rec['width']} x {rec['height']}",
+                "the file changed after it was annotated: annotate it again"))
+        return image
 
     def __getitem__(self, idx: int) -> Tuple[torch.Tensor, Dict[str, Any]]:
-        image, idx = self._image_and_index(int(idx))
+        idx = int(idx)
+        image = self._image(idx)
         rec = self.records[idx]
         boxes = rec["boxes"]
         h, w = image.shape[:2]
-        if (w, h) != (rec["width"], rec["height"]):
-            if idx not in self._resized:
-                self._resized.add(idx)
-                log.warning("%s: image is %dx%d but its record says %dx%d; scaling its boxes",
-                            rec["file"], w, h, rec["width"], rec["height"])
-            boxes = boxes * np.array([w / rec["width"], h / rec["height"]] * 2, np.float32)
         rng = np.random.default_rng(int(torch.randint(2**62, ()).item())) if self.augment else None
         s = prepare_sample(image, boxes, self.input_size, self.down_ratio, rng, self.augment_config)
         out = self.input_size // self.down_ratio

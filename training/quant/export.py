@@ -18,6 +18,8 @@ from codenet_pynq.golden import conv_accumulator_bound, run_program
 from codenet_pynq.intmath import bits_for
 from codenet_pynq.program import Program, ProgramError
 
+from ..checkpoint import load_checkpoint, load_state_into
+from ..manifest import base_manifest
 from ..models import build_model
 from .qat import prepare_qat
 from .qgraph import QGraph, QuantizationError
@@ -28,10 +30,9 @@ ACCEL_WEIGHTS = "accel_weights.bin"
 
 def load_qgraph(cfg, weights: str) -> QGraph:
     """A QGraph with the parameters and scales of a QAT checkpoint."""
-    from ..train import load_checkpoint
-
     graph = prepare_qat(build_model(cfg.model), cfg, load_init=False)
-    graph.load_state_dict(load_checkpoint(weights)["model"])
+    load_state_into(graph, load_checkpoint(weights)["model"], weights,
+                    "export a QAT checkpoint with the QAT config it was trained with (quant.enabled: true)")
     if not bool(graph.calibrated):
         raise QuantizationError(f"{weights}: the checkpoint holds no calibrated scales; train it with quant.enabled")
     return graph.eval()
@@ -78,7 +79,6 @@ def verify_int_graph(program: Program, onnx_bytes: bytes, seed: int = 0) -> None
 
 def export_quantized(cfg, weights: str, out_path: str, extra: Optional[Dict[str, Any]] = None) -> str:
     """QAT checkpoint -> quantized artifact at ``out_path``."""
-    from ..export import base_manifest
     from .onnx_int import build_int_onnx
 
     graph = load_qgraph(cfg, weights)

@@ -7,6 +7,7 @@ from typing import Iterable
 
 import torch
 
+from ..checkpoint import load_checkpoint, load_state_into
 from ..models.centernet import CoDeNet
 from .qgraph import QGraph, build_qgraph
 
@@ -22,14 +23,8 @@ def prepare_qat(model: CoDeNet, cfg, load_init: bool = True) -> QGraph:
         if not cfg.quant.init:
             raise ValueError("quant.enabled needs quant.init: the float checkpoint to start QAT from "
                              "(e.g. runs/shapes_default/model_final.pth)")
-        from ..train import load_checkpoint
-
-        state = load_checkpoint(cfg.quant.init)["model"]
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise ValueError(f"{cfg.quant.init}: does not fit the model config ({e}); use the float config "
-                             "the checkpoint was trained with") from e
+        load_state_into(model, load_checkpoint(cfg.quant.init)["model"], cfg.quant.init,
+                        "quant.init must be a float checkpoint of this model config (same classes and sizes)")
     model.eval()
     graph = build_qgraph(model, cfg.quant.weight_bits, cfg.quant.first_layer_bits)
     graph.cfg = model.cfg
