@@ -1,0 +1,140 @@
+"""The CPU integer path: today's integer graph vs the fast integer graph, float twin beside them.
+
+``python benchmarks/cpu_int_path.py [--runs 12] [--blocks 6]``: the main variant's topology with
+random calibrated weights (:func:`codenet_pynq.synthetic.codenet_like_program`, ShuffleNetV2 1.0x,
+decoder 512/256/128, head 128, 20 classes) at 512 and 256, ONNX Runtime with 1 and 2 intra-op
+threads, batch 1, the artifact's uint8 NHWC input. Graphs: ``int`` (:func:`build_int_onnx`, the
+float-exact graph stored in artifacts), ``fast`` (:func:`build_fast_int_onnx`, what the cpu
+backend builds at load), ``float`` (:func:`build_float_onnx`, the float twin: same topology, no
+requantisation). The fast graph is checked against the golden on one image per size first.
+Target (issue 15): fast >= 2.5x int in the same run, or >= 25 fps at 512 on 2 threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List
+
+import numpy as np
+import onnxruntime as ort
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import blocked_ms, command, machine, table, versions, write_section  # noqa: E402
+
+from codenet_pynq.golden import run_program  # noqa: E402
+from codenet_pynq.synthetic import codenet_like_program  # noqa: E402
+from codenet_pynq.training.quant.onnx_fast import _FastLowering, build_fast_int_onnx  # noqa: E402
+from codenet_pynq.training.quant.onnx_int import build_float_onnx, build_int_onnx, onnx_int_outputs  # noqa: E402
+
+GRAPHS = ("int", "fast", "float")
+#: int8 multiply-adds per cycle and core with AVX2 and no VNNI (vpmaddubsw: 32 u8*s8 products,
+#: 2 per cycle, but every pair sum needs a vpmaddwd to widen into int32: about 32 net)
+INT8_MACS_PER_CYCLE = 32
+FP32_MACS_PER_CYCLE = 16  # two 8-wide FMA pipes
+
+
+def cpu_mhz() -> float:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return max(float(line.split(":")[1]) for line in f if line.startswith("cpu MHz"))
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def load() -> str:
+    return " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def session(data: bytes, threads: int) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def executed_macs(prog) -> int:
+    """MACs the graphs execute: 1x1 convs after a nearest upsample run on the coarse map."""
+    factor, total = {}, 0
+    for layer in prog.layers:
+        f = factor.get(layer.inputs[0], 1)
+        if layer.op == "upsample":
+            factor[layer.output] = 2 * f
+        elif layer.op == "conv":
+            pointwise = int(layer.attrs["k"]) == 1 and layer.offset is None and int(layer.attrs.get("stride", 1)) == 1
+            f = f if pointwise else 1
+            factor[layer.output] = f
+            h, w, _ = prog.tensors[layer.output].shape
+            total += h * w * layer.arrays["weight"].size // (f * f)
+    return total
+
+
+def forms(prog) -> str:
+    lw = _FastLowering(prog)
+    dual = sum(sc[1] is not None for sc in lw.qplan.values())
+    n = len(prog.conv_layers())
+    return (f"{len(lw.qplan) - dual} single + {dual} dual QLinearConv, {len(lw.mmi)} MatMulInteger, "
+            f"{n - len(lw.qplan) - len(lw.mmi)} float-exact of {n} convs")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=12, help="timed runs per graph and configuration")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--blocks", type=int, default=6, help="alternating blocks of runs per graph")
+    p.add_argument("--sizes", type=int, nargs="+", default=[512, 256])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    a = p.parse_args()
+    head, load_start = machine(), load()
+    rows: List[List[object]] = []
+    notes: List[str] = []
+    for size in a.sizes:
+        rng = np.random.default_rng(0)
+        prog = codenet_like_program(rng, size, width=1.0, decoder=(512, 256, 128), head=128, num_classes=20)
+        data = {"int": build_int_onnx(prog).SerializeToString(), "fast": build_fast_int_onnx(prog).SerializeToString(),
+                "float": build_float_onnx(prog).SerializeToString()}
+        x = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+        got = onnx_int_outputs(session(data["fast"], 2).run(None, {"image": x}), prog)
+        want = run_program(prog, x[0])
+        if not all(np.array_equal(got[r], want[r]) for r in want):
+            raise SystemExit(f"fast graph differs from the golden at {size}")
+        macs = executed_macs(prog)
+        notes.append(f"{size}: {prog.macs() / 1e9:.2f} GMAC in the program, {macs / 1e9:.2f} GMAC executed "
+                     f"(1x1 convs after an upsample on the coarse map); fast graph: {forms(prog)}; "
+                     "equal to the golden on every output element")
+        for threads in a.threads:
+            ss = {k: session(v, threads) for k, v in data.items()}
+            times = blocked_ms([lambda s=ss[k], x=x: s.run(None, {"image": x}) for k in GRAPHS], a.runs, a.warmup,
+                               a.blocks)
+            med = {k: float(np.median(np.concatenate(t))) for k, t in zip(GRAPHS, times)}
+            best = {k: min(float(np.median(b)) for b in t) for k, t in zip(GRAPHS, times)}
+            peak = threads * cpu_mhz() * 1e6 * INT8_MACS_PER_CYCLE
+            rows.append([size, threads, med["int"], med["fast"], med["float"], f"{med['int'] / med['fast']:.2f}x",
+                         f"{best['int'] / best['fast']:.2f}x", f"{1e3 / med['fast']:.1f}",
+                         f"{macs / (med['fast'] * 1e-3) / 1e9:.1f} ({100 * macs / (med['fast'] * 1e-3) / peak:.0f} %)"])
+            print(rows[-1], flush=True)
+    load_end = load()
+    body = (
+        "## CPU integer path: fast integer graph vs today's integer graph (issue 15)\n\n"
+        f"Machine: {head}. Versions: {versions()}. Load average (1 / 5 / 15 min) at start {load_start}, at end "
+        f"{load_end}: the 2-core VM is shared with other jobs, so the absolute times are from a loaded machine "
+        "and the same-run ratios are the figures to compare.\n"
+        f"Command: `{command()}`: median of {a.runs} runs per graph and row, timed in {a.blocks} alternating "
+        f"blocks (each after {a.warmup} untimed run) so that a slow phase hits all graphs alike; the best-block "
+        "ratio compares each graph's fastest block. Network: `codenet_like_program` width 1.0, decoder "
+        "512/256/128, head 128, 20 classes, random calibrated weights (measured here).\n\n"
+        + table(["input", "threads", "int ms", "fast ms", "float twin ms", "int / fast", "int / fast (best blocks)",
+                 "fast fps", "fast GMAC/s (share of int8 peak)"], rows)
+        + "\n\n" + "\n".join(f"- {n}" for n in notes)
+        + f"\n- int8 peak (modelled): threads x {cpu_mhz():.0f} MHz x {INT8_MACS_PER_CYCLE} MAC/cycle (AVX2 "
+        "`vpmaddubsw` + `vpmaddwd`, this CPU has no AVX-512 VNNI / AVX-VNNI); the fp32 peak is half of it "
+        f"({FP32_MACS_PER_CYCLE} MAC/cycle). GMAC/s counts the executed MACs over the fast graph's median time.\n"
+        "- Target: fast >= 2.5x int in the same run, or >= 25 fps at 512 on 2 threads. What the fast graph "
+        "changes and why it is exact: [quantization.md](quantization.md#the-fast-integer-cpu-graph).\n"
+    )
+    write_section("cpu_int_path", body)
+
+
+if __name__ == "__main__":
+    main()
