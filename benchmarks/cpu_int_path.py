@@ -28,7 +28,7 @@ from codenet_pynq.synthetic import codenet_like_program  # noqa: E402
 from codenet_pynq.training.quant.onnx_fast import _FastLowering, build_fast_int_onnx  # noqa: E402
 from codenet_pynq.training.quant.onnx_int import build_float_onnx, build_int_onnx, onnx_int_outputs  # noqa: E402
 
-GRAPHS = ("int", "fast", "float")
+GRAPHS = ("int", "fast", "fast_nospin", "float")
 #: int8 multiply-adds per cycle and core with AVX2 and no VNNI (vpmaddubsw: 32 u8*s8 products,
 #: 2 per cycle, but every pair sum needs a vpmaddwd to widen into int32: about 32 net)
 INT8_MACS_PER_CYCLE = 32
@@ -47,9 +47,11 @@ def load() -> str:
     return " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
-def session(data: bytes, threads: int) -> ort.InferenceSession:
+def session(data: bytes, threads: int, spin: bool = True) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
@@ -104,14 +106,14 @@ def main() -> None:
                      f"(1x1 convs after an upsample on the coarse map); fast graph: {forms(prog)}; "
                      "equal to the golden on every output element")
         for threads in a.threads:
-            ss = {k: session(v, threads) for k, v in data.items()}
+            ss = {k: session(data[k.split("_")[0]], threads, spin=not k.endswith("nospin")) for k in GRAPHS}
             times = blocked_ms([lambda s=ss[k], x=x: s.run(None, {"image": x}) for k in GRAPHS], a.runs, a.warmup,
                                a.blocks)
             med = {k: float(np.median(np.concatenate(t))) for k, t in zip(GRAPHS, times)}
             best = {k: min(float(np.median(b)) for b in t) for k, t in zip(GRAPHS, times)}
             peak = threads * cpu_mhz() * 1e6 * INT8_MACS_PER_CYCLE
-            rows.append([size, threads, med["int"], med["fast"], med["float"], f"{med['int'] / med['fast']:.2f}x",
-                         f"{best['int'] / best['fast']:.2f}x", f"{1e3 / med['fast']:.1f}",
+            rows.append([size, threads, med["int"], med["fast"], med["fast_nospin"], med["float"],
+                         f"{med['int'] / med['fast']:.2f}x", f"{best['int'] / best['fast']:.2f}x", f"{1e3 / med['fast']:.1f}",
                          f"{macs / (med['fast'] * 1e-3) / 1e9:.1f} ({100 * macs / (med['fast'] * 1e-3) / peak:.0f} %)"])
             print(rows[-1], flush=True)
     load_end = load()
@@ -122,9 +124,12 @@ def main() -> None:
         "and the same-run ratios are the figures to compare.\n"
         f"Command: `{command()}`: median of {a.runs} runs per graph and row, timed in {a.blocks} alternating "
         f"blocks (each after {a.warmup} untimed run) so that a slow phase hits all graphs alike; the best-block "
-        "ratio compares each graph's fastest block. Network: `codenet_like_program` width 1.0, decoder "
+        "ratio compares each graph's fastest block. All sessions use ONNX Runtime's defaults (as the cpu backend "
+        "does) except the no-spinning column (`session.intra_op.allow_spinning = 0`: idle pool threads sleep "
+        "instead of spinning, the cpu backend's `spin=False` / `CODENET_SPIN=0`). Network: `codenet_like_program` width 1.0, decoder "
         "512/256/128, head 128, 20 classes, random calibrated weights (measured here).\n\n"
-        + table(["input", "threads", "int ms", "fast ms", "float twin ms", "int / fast", "int / fast (best blocks)",
+        + table(["input", "threads", "int ms", "fast ms", "fast ms, no spinning", "float twin ms", "int / fast",
+                 "int / fast (best blocks)",
                  "fast fps", "fast GMAC/s (share of int8 peak)"], rows)
         + "\n\n" + "\n".join(f"- {n}" for n in notes)
         + f"\n- int8 peak (modelled): threads x {cpu_mhz():.0f} MHz x {INT8_MACS_PER_CYCLE} MAC/cycle (AVX2 "

@@ -58,3 +58,20 @@ def test_detector_auto_picks_the_cpu_fast_graph_without_a_board(quant_artifact: 
     det = Detector.load(quant_artifact, "auto")
     assert det.backend_name == "cpu" and "fast graph" in det.describe()
     det.detect(pixels(det.input_size, 1))
+
+
+def test_spin_setting(quant_artifact: str, monkeypatch) -> None:
+    art = load_artifact(quant_artifact)
+    key = "session.intra_op.allow_spinning"
+
+    def spinning(be: CpuBackend) -> bool:
+        try:
+            return be.session.get_session_options().get_session_config_entry(key) != "0"
+        except RuntimeError:  # not set: ONNX Runtime's default, spinning
+            return True
+
+    assert spinning(CpuBackend(art, graph="int"))
+    assert not spinning(CpuBackend(art, graph="int", spin=False))
+    monkeypatch.setenv("CODENET_SPIN", "0")
+    assert not spinning(CpuBackend(art, graph="int"))
+    assert spinning(CpuBackend(art, graph="int", spin=True))

@@ -48,11 +48,18 @@ def _fast_graph(artifact: Artifact, required: bool) -> Tuple[Optional[bytes], st
 
 
 class CpuBackend(Backend):
-    """ONNX Runtime, CPU execution provider. ``graph``: 'auto' | 'fast' | 'int' | 'float'."""
+    """ONNX Runtime, CPU execution provider. ``graph``: 'auto' | 'fast' | 'int' | 'float'.
+
+    ``threads``: intra-op threads (default ``CODENET_THREADS`` or ONNX Runtime's choice);
+    ``spin``: whether idle pool threads spin (ONNX Runtime's default, lowest latency on an idle
+    machine) or sleep (``False`` or ``CODENET_SPIN=0``: much faster when other processes share
+    the cores, see docs/benchmarks.md).
+    """
 
     name = "cpu"
 
-    def __init__(self, artifact: Artifact, graph: str = "auto", threads: Optional[int] = None):
+    def __init__(self, artifact: Artifact, graph: str = "auto", threads: Optional[int] = None,
+                 spin: Optional[bool] = None):
         ort = _ort()
         if graph not in GRAPHS:
             raise BackendError(f"cpu backend: unknown graph {graph!r}; expected one of {', '.join(GRAPHS)}")
@@ -72,6 +79,8 @@ class CpuBackend(Backend):
         n = threads if threads is not None else int(os.environ.get("CODENET_THREADS", "0"))
         if n:
             so.intra_op_num_threads = n
+        if not (spin if spin is not None else os.environ.get("CODENET_SPIN", "1") != "0"):
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
