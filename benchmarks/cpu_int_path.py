@@ -13,10 +13,13 @@ Target (issue 15): fast >= 2.5x int in the same run, or >= 25 fps at 512 on 2 th
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import sys
+import tempfile
 import time
-from typing import List
+from typing import Dict, List
 
 import numpy as np
 import onnxruntime as ort
@@ -68,6 +71,42 @@ def cpu_ms(sess: ort.InferenceSession, x: np.ndarray, runs: int) -> float:
         sess.run(None, {"image": x})
         times.append((time.process_time() - t) * 1e3)
     return float(np.median(times))
+
+
+def section(node: str) -> str:
+    for prefix, name in (("stem", "stem"), ("image", "stem"), ("stage", "backbone"), ("conv5", "backbone"),
+                         ("decoder", "decoder"), ("head", "heads")):
+        if node.startswith(prefix):
+            return name
+    return "other"
+
+
+def profile_shares(data: bytes, x: np.ndarray, runs: int = 4) -> str:
+    """Kernel time shares of the fast graph by section and by op type (ONNX Runtime's profiler,
+    1 thread; each node's fastest run, so that load spikes do not skew the shares)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tmp, "prof")
+        s = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        for _ in range(runs + 1):
+            s.run(None, {"image": x})
+        with open(s.end_profiling(), encoding="utf-8") as f:
+            events = json.load(f)
+    best: Dict[tuple, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            key = (e["name"], e["args"]["op_name"])
+            best[key] = min(best.get(key, float("inf")), e["dur"] / 1000.0)
+    total = sum(best.values())
+    by_sec: Dict[str, float] = collections.Counter()
+    by_op: Dict[str, float] = collections.Counter()
+    for (name, op), ms in best.items():
+        by_sec[section(name)] += ms
+        by_op[op] += ms
+    fmt = lambda c: ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in c.most_common(8))  # noqa: E731
+    return f"by section: {fmt(by_sec)}; by op type: {fmt(by_op)} (sum of node minima {total:.1f} ms)"
 
 
 def executed_macs(prog) -> int:
@@ -132,6 +171,8 @@ def main() -> None:
                 f"{1e3 / med[new]:.1f}",
                 f"{macs / (med[new] * 1e-3) / 1e9:.1f} ({100 * macs / (med[new] * 1e-3) / peak:.0f} %)"])
             print(rows[-1], flush=True)
+            if threads == 1 and size == max(a.sizes):
+                notes.append(f"{size}, 1 thread, where the fast graph's time goes: {profile_shares(data['fast'], x)}")
             if threads == 1:  # CPU time of one thread: the work per frame, much less sensitive to load
                 cpu = {g: cpu_ms(ss[VARIANTS.index((g, True))], x, a.runs) for g in ("int", "fast")}
                 notes.append(f"{size}, 1 thread, CPU time per frame (median of {a.runs}; robust to load): int "

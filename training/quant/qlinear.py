@@ -82,26 +82,26 @@ def qlinear_scales(m: np.ndarray, s: np.ndarray, lo: int, hi: int) -> Optional[T
     want = _contract(pts, m, s, lo, hi) + zp
     base = (m * np.ldexp(1.0, -s)).astype(np.float32)  # exact: M < 2**15
 
-    def ok(scale: np.ndarray, other: Optional[np.ndarray] = None) -> np.ndarray:
-        got = qlinear_requantize(pts, scale[:, None], zp)
+    def ok(rows: np.ndarray, scale: np.ndarray, other: Optional[np.ndarray] = None) -> np.ndarray:
+        got = qlinear_requantize(pts[rows], scale[rows, None], zp)
         if other is not None:
-            got = np.maximum(got, qlinear_requantize(pts, other[:, None], zp))
-        return (got == want).all(axis=1)
+            got = np.maximum(got, qlinear_requantize(pts[rows], other[rows, None], zp))
+        return (got == want[rows]).all(axis=1)
 
     ups = [_steps(base, k, np.inf) for k in range(MAX_STEPS + 1)]
-    single = np.full(len(m), -1)
-    for k, cand in enumerate(ups):
-        single[(single < 0) & ok(cand)] = k
-    if (single >= 0).all():
-        return np.array([ups[k][c] for c, k in enumerate(single)], np.float32), None
-    downs = [_steps(base, k, -np.inf) for k in range(MAX_STEPS + 1)]
-    up, down = np.empty(len(m), np.float32), np.empty(len(m), np.float32)
-    done = np.zeros(len(m), bool)
+    up = np.zeros(len(m), np.float32)
+    todo = np.arange(len(m))
+    for cand in ups:  # single form: the smallest passing scale at or above M 2**-S
+        hit = ok(todo, cand)
+        up[todo[hit]] = cand[todo[hit]]
+        todo = todo[~hit]
+    if len(todo) == 0:
+        return up, None
+    down = up.copy()  # channels of the single form: both convs use their one scale
+    downs = [_steps(base, k, -np.inf) for k in range(1, MAX_STEPS + 1)]
     for ku in range(1, MAX_STEPS + 1):
-        for kd in range(1, MAX_STEPS + 1):
-            hit = ~done & ok(ups[ku], downs[kd])
-            up[hit], down[hit] = ups[ku][hit], downs[kd][hit]
-            done |= hit
-    if not done.all():
-        return None
-    return up, down
+        for cand in downs:
+            hit = ok(todo, ups[ku], cand)
+            up[todo[hit]], down[todo[hit]] = ups[ku][todo[hit]], cand[todo[hit]]
+            todo = todo[~hit]
+    return (up, down) if len(todo) == 0 else None
