@@ -41,6 +41,39 @@ INT8_MACS_PER_CYCLE = 32
 FP32_MACS_PER_CYCLE = 16  # two 8-wide FMA pipes
 
 
+WHY = """What the fast graph changes (details and the exactness argument in
+[quantization.md](quantization.md#the-fast-integer-cpu-graph)): 8-bit NHWC tensors between the
+layers instead of float32 ones; most convs as `QLinearConv` (int4 x u8, int32 accumulation,
+requantisation fused, with float32 scales proven to round like the contract; some depthwise
+layers need the dual form, two convs and a `Max`), the 1x1 convs that would need it (or have
+15-bit multipliers) as `MatMulInteger` with the float-exact requantisation, only the int8 stem
+in float, pooled before it requantises (counts per size in the notes above);
+the per-pixel dilation gathers bytes (a quarter of the float gather's traffic) and one 1x9
+depthwise `QLinearConv` reduces the 9 taps; channel shuffles move bytes with 2-D transposes and a
+row `Gather`; and the backend lets idle ONNX Runtime threads sleep.
+
+Measured alternatives (separate microbenchmarks on this machine, same loaded conditions, so
+indicative only): the byte shuffle as one transpose of the two innermost axes costs 0.3 ms with
+1 thread but 1.4 ms and more with 2 (ONNX Runtime's transpose of small inner blocks), the 2-D
+transposes + `Gather` 0.36 ms with either; the 1x9 depthwise as 3x3 with stride 3 over the same
+taps, or as 1x9 stride 9 over 128 x 1152, is no faster (4-6 ms CPU at 128 x 128 x 128);
+`ConvInteger` for a depthwise conv is about 30x slower than `QLinearConv`; an int8 (s8s8) 1x9
+`QLinearConv` is about 20 % faster than u8 (not used: it would need int8 tensors beside the u8
+ones); `session.dynamic_block_base` made no difference. OpenVINO was not tried: it is not
+installed here, this task had no network access to add it, and the fast graph's contrib ops are
+ONNX Runtime's.
+
+What bounds it: the executed MACs per second stay far below the int8 peak because most of the
+time is not in dense int8 GEMM. The heads' per-pixel dilation (128 x 128 x 128 taps gathered
+from a 64 x 64 source, 19 MB of bytes per head, then a depthwise reduction that MLAS runs at
+about 5 GMAC/s) is memory-bound and takes the largest share; the backbone is many small convs
+(16 x 16 to 64 x 64 maps, 58 to 232 channels) where per-node overhead and the dual depthwise
+convs weigh; the stem stays float. With 2 threads on this shared VM the second core is often
+busy with other jobs, so the 2-thread runs gain little over 1 thread (and lose badly when the
+pool threads spin); the 1-thread CPU time is the steadier measure of the work per frame.
+"""
+
+
 def cpu_mhz() -> float:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -200,7 +233,7 @@ def main() -> None:
         "`vpmaddubsw` + `vpmaddwd`, this CPU has no AVX-512 VNNI / AVX-VNNI); the fp32 peak is half of it "
         f"({FP32_MACS_PER_CYCLE} MAC/cycle). GMAC/s counts the executed MACs over the fast graph's median time.\n"
         "- Target: the new path >= 2.5x today's in the same run, or >= 25 fps at 512 on 2 threads. What the fast graph "
-        "changes and why it is exact: [quantization.md](quantization.md#the-fast-integer-cpu-graph).\n"
+        "changes and why it is exact: [quantization.md](quantization.md#the-fast-integer-cpu-graph).\n\n" + WHY
     )
     write_section("cpu_int_path", body)
 
