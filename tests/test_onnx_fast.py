@@ -10,12 +10,13 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from codenet_pynq.golden import run_program  # noqa: E402
+from test_onnx_int import assert_exact, images_for  # noqa: E402
+
 from codenet_pynq.intmath import requantize  # noqa: E402
 from codenet_pynq.synthetic import ProgramBuilder, codenet_like_program, random_program  # noqa: E402
 from codenet_pynq.training.quant import onnx_fast  # noqa: E402
 from codenet_pynq.training.quant.onnx_fast import _FastLowering, build_fast_int_onnx  # noqa: E402
-from codenet_pynq.training.quant.onnx_int import onnx_int_outputs, read_int_metadata  # noqa: E402
+from codenet_pynq.training.quant.onnx_int import read_int_metadata  # noqa: E402
 from codenet_pynq.training.quant.qlinear import qlinear_requantize, qlinear_scales  # noqa: E402
 
 SHIPPED = os.path.join(os.path.dirname(__file__), "..", "codenet_pynq", "models", "shapes_default.codenet")
@@ -26,20 +27,6 @@ def session(model):
     opts.intra_op_num_threads = 2
     opts.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
-def assert_exact(prog, sess, images) -> None:
-    for image in images:
-        want = run_program(prog, image)
-        got = onnx_int_outputs(sess.run(None, {"image": image[None]}), prog)
-        for role in want:
-            assert got[role].dtype == want[role].dtype
-            assert np.array_equal(got[role], want[role]), f"{role}: {np.abs(got[role] - want[role].astype(int)).max()}"
-
-
-def images_for(rng, hw, n=2):
-    imgs = [rng.integers(0, 256, hw + (3,), dtype=np.uint8) for _ in range(n)]
-    return imgs + [np.zeros(hw + (3,), np.uint8), np.full(hw + (3,), 255, np.uint8)]
 
 
 def forms(prog):

@@ -123,14 +123,9 @@ class _FastLowering(_Lowering):
         lay = super()._choose(tensor, fallback)  # float-exact producers never write bytes
         return fallback if lay == Q8 else lay
 
-    def get(self, tensor: str, layout: str) -> str:
-        key = (tensor, layout)
-        if key in self.vals:
-            return self.vals[key]
+    def _convert(self, tensor: str, layout: str) -> str:
         g = self.g
         h, w, c = self.shape(tensor)
-        if tensor in self.coarse:
-            return super().get(tensor, layout)  # materialised through _upsample below
         if tensor == self.p.input and layout == Q8:
             v = "image"  # raw NHWC uint8, kind u8
         elif layout == Q8:  # float (integers) -> bytes + zero point
@@ -152,8 +147,7 @@ class _FastLowering(_Lowering):
             if zp:
                 v = g.op("Sub", [v, g.const(float(zp))], tensor)
         else:
-            return super().get(tensor, layout)
-        self.vals[key] = v
+            v = super()._convert(tensor, layout)
         return v
 
     def _upsample(self, src: str, shape: Tuple[int, int, int], f: int, layout: str, hint: str) -> str:

@@ -220,12 +220,19 @@ class _Lowering:
         key = (tensor, layout)
         if key in self.vals:
             return self.vals[key]
-        g = self.g
-        h, w, c = self.shape(tensor)
         if tensor in self.coarse:  # a deferred nearest upsample, materialised for this consumer
             base, f = self.coarse[tensor]
             v = self._upsample(self.get(base, layout), self.shape(base), f, layout, tensor)
-        elif tensor == self.p.input:  # raw NHWC uint8 image
+        else:
+            v = self._convert(tensor, layout)
+        self.vals[key] = v
+        return v
+
+    def _convert(self, tensor: str, layout: str) -> str:
+        """ONNX value of ``tensor`` (not a deferred upsample) in ``layout``, from its home layout."""
+        g = self.g
+        h, w, c = self.shape(tensor)
+        if tensor == self.p.input:  # raw NHWC uint8 image
             img = "image"
             if layout == NCHW:
                 img = g.op("Transpose", [img], "image", perm=[0, 3, 1, 2])
@@ -243,7 +250,6 @@ class _Lowering:
             else:
                 t = g.op("Transpose", [src], tensor, perm=[1, 0])
                 v = g.op("Reshape", [t, g.const([1, c, h, w], np.int64)], tensor)
-        self.vals[key] = v
         return v
 
     def put(self, tensor: str, layout: str, value: str) -> None:
