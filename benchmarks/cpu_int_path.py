@@ -69,8 +69,10 @@ from a 64 x 64 source, 19 MB of bytes per head, then a depthwise reduction that 
 about 5 GMAC/s) is memory-bound and takes the largest share; the backbone is many small convs
 (16 x 16 to 64 x 64 maps, 58 to 232 channels) where per-node overhead and the dual depthwise
 convs weigh; the stem stays float. With 2 threads on this shared VM the second core is often
-busy with other jobs, so the 2-thread runs gain little over 1 thread (and lose badly when the
-pool threads spin). Repeated runs of this benchmark on the loaded VM gave int / fast (1 thread,
+busy with other jobs, so the 2-thread runs gain little over 1 thread and lose badly when the
+pool threads spin (on a quiet machine spinning is slightly faster with 2 threads, see the fast
+columns; under this VM's usual load it is up to 2x slower, hence the backend's default).
+Repeated runs of this benchmark on the loaded VM gave int / fast (1 thread,
 512) between about 2.1x and 3.3x; the per-node minima are the closest to an idle core. At 256
 the fast graph gains less: its backbone convs run on 8 x 8 to 32 x 32 maps, where a
 `QLinearConv` call costs about 0.06 ms whatever its size (so the dual form's second call
