@@ -32,8 +32,8 @@ from codenet_pynq.synthetic import codenet_like_program  # noqa: E402
 from codenet_pynq.training.quant.onnx_fast import _FastLowering, build_fast_int_onnx  # noqa: E402
 from codenet_pynq.training.quant.onnx_int import build_float_onnx, build_int_onnx, onnx_int_outputs  # noqa: E402
 
-#: (graph, ONNX Runtime pool threads spin): today's backend = int with spinning (ONNX Runtime's
-#: default); the new cpu backend = fast without spinning
+#: (graph, ONNX Runtime pool threads spin): the cpu backend spins by default (ONNX Runtime's
+#: default): today's backend = int, the new one = fast, both spinning
 VARIANTS = (("int", True), ("int", False), ("fast", True), ("fast", False), ("float", False))
 #: int8 multiply-adds per cycle and core with AVX2 and no VNNI (vpmaddubsw: 32 u8*s8 products,
 #: 2 per cycle, but every pair sum needs a vpmaddwd to widen into int32: about 32 net)
@@ -50,7 +50,7 @@ layers need the dual form, two convs and a `Max`), the 1x1 convs that would need
 in float, pooled before it requantises (counts per size in the notes above);
 the per-pixel dilation gathers bytes (a quarter of the float gather's traffic) and one 1x9
 depthwise `QLinearConv` reduces the 9 taps; channel shuffles move bytes with 2-D transposes and a
-row `Gather`; and the backend lets idle ONNX Runtime threads sleep.
+row `Gather`.
 
 Measured alternatives (separate microbenchmarks on this machine, same loaded conditions, so
 indicative only): the byte shuffle as one transpose of the two innermost axes costs 0.3 ms with
@@ -69,9 +69,9 @@ from a 64 x 64 source, 19 MB of bytes per head, then a depthwise reduction that 
 about 5 GMAC/s) is memory-bound and takes the largest share; the backbone is many small convs
 (16 x 16 to 64 x 64 maps, 58 to 232 channels) where per-node overhead and the dual depthwise
 convs weigh; the stem stays float. With 2 threads on this shared VM the second core is often
-busy with other jobs, so the 2-thread runs gain little over 1 thread and lose badly when the
-pool threads spin (on a quiet machine spinning is slightly faster with 2 threads, see the fast
-columns; under this VM's usual load it is up to 2x slower, hence the backend's default).
+busy with other jobs, so the 2-thread runs then gain little over 1 thread and lose badly when
+the pool threads spin (on a quiet machine spinning is faster, see the no-spin columns; under
+this VM's usual load spinning made both graphs up to 2x slower, hence the `spin=False` option).
 Repeated runs of this benchmark on the loaded VM gave int / fast (1 thread,
 512) between about 2.1x and 3.3x; the per-node minima are the closest to an idle core. At 256
 the fast graph gains less: its backbone convs run on 8 x 8 to 32 x 32 maps, where a
@@ -207,11 +207,11 @@ def main() -> None:
             times = blocked_ms([lambda s=s, x=x: s.run(None, {"image": x}) for s in ss], a.runs, a.warmup, a.blocks)
             med = {v: float(np.median(np.concatenate(t))) for v, t in zip(VARIANTS, times)}
             best = {v: min(float(np.median(b)) for b in t) for v, t in zip(VARIANTS, times)}
-            new, old = ("fast", False), ("int", True)
+            new, old = ("fast", True), ("int", True)
             peak = threads * cpu_mhz() * 1e6 * INT8_MACS_PER_CYCLE
             rows.append([size, threads] + [med[v] for v in VARIANTS] + [
                 f"**{med[old] / med[new]:.2f}x** ({best[old] / best[new]:.2f}x)",
-                f"{med['int', True] / med['fast', True]:.2f}x / {med['int', False] / med['fast', False]:.2f}x",
+                f"{med['int', False] / med['fast', False]:.2f}x",
                 f"{1e3 / med[new]:.1f}",
                 f"{macs / (med[new] * 1e-3) / 1e9:.1f} ({100 * macs / (med[new] * 1e-3) / peak:.0f} %)"])
             print(rows[-1], flush=True)
@@ -232,20 +232,18 @@ def main() -> None:
         "and the same-run ratios are the figures to compare.\n"
         f"Command: `{command()}`: median of {a.runs} runs per graph and row, timed in {a.blocks} alternating "
         f"blocks (each after {a.warmup} untimed run) so that a slow phase hits all graphs alike; the best-block "
-        "ratio compares each graph's fastest block. Spin: ONNX Runtime's default, idle pool threads spin "
-        "waiting for work (what the cpu backend did before); no spin: `session.intra_op.allow_spinning = 0`, "
-        "what it does now (`spin=False`, `CODENET_SPIN=1` restores spinning); irrelevant with 1 thread. "
-        "\"today / new\" is today's backend (integer graph, spinning) over the new one (fast graph, no "
-        "spinning). Network: `codenet_like_program` width 1.0, decoder "
+        "ratio compares each graph's fastest block. The cpu backend keeps ONNX Runtime's default, idle pool "
+        "threads spin waiting for work; the no-spin columns set `session.intra_op.allow_spinning = 0` (the "
+        "backend's `spin=False` / `CODENET_SPIN=0`; irrelevant with 1 thread). Network: `codenet_like_program` width 1.0, decoder "
         "512/256/128, head 128, 20 classes, random calibrated weights (measured here).\n\n"
-        + table(["input", "threads", "int ms (spin: today's backend)", "int ms (no spin)", "fast ms (spin)",
-                 "fast ms (no spin: new backend)", "float twin ms (no spin)", "today / new (best blocks)",
-                 "int / fast, same settings (spin / no spin)", "new fps", "new GMAC/s (share of int8 peak)"], rows)
+        + table(["input", "threads", "int ms (today's backend)", "int ms (no spin)", "fast ms (new backend)",
+                 "fast ms (no spin)", "float twin ms (no spin)", "int / fast (best blocks)",
+                 "int / fast, no spin", "fast fps", "fast GMAC/s (share of int8 peak)"], rows)
         + "\n\n" + "\n".join(f"- {n}" for n in notes)
         + f"\n- int8 peak (modelled): threads x {cpu_mhz():.0f} MHz x {INT8_MACS_PER_CYCLE} MAC/cycle (AVX2 "
         "`vpmaddubsw` + `vpmaddwd`, this CPU has no AVX-512 VNNI / AVX-VNNI); the fp32 peak is half of it "
         f"({FP32_MACS_PER_CYCLE} MAC/cycle). GMAC/s counts the executed MACs over the fast graph's median time.\n"
-        "- Target: the new path >= 2.5x today's in the same run, or >= 25 fps at 512 on 2 threads. What the fast graph "
+        "- Target: the fast graph >= 2.5x the integer graph in the same run, or >= 25 fps at 512 on 2 threads. What the fast graph "
         "changes and why it is exact: [quantization.md](quantization.md#the-fast-integer-cpu-graph).\n\n" + WHY
     )
     write_section("cpu_int_path", body)

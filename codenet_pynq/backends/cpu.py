@@ -51,10 +51,10 @@ class CpuBackend(Backend):
     """ONNX Runtime, CPU execution provider. ``graph``: 'auto' | 'fast' | 'int' | 'float'.
 
     ``threads``: intra-op threads (default ``CODENET_THREADS`` or ONNX Runtime's choice);
-    ``spin``: whether idle pool threads spin while waiting for work (``True`` or
-    ``CODENET_SPIN=1``: ONNX Runtime's own default) or sleep (default here: on a machine whose
-    cores other processes share, spinning threads wait on each other and a run takes up to 2x
-    longer, docs/benchmarks.md).
+    ``spin``: whether idle pool threads spin while waiting for work (default, as ONNX Runtime
+    does: fastest on an otherwise idle machine) or sleep (``False`` or ``CODENET_SPIN=0``: on a
+    machine whose cores other processes keep busy, spinning threads wait on each other and a
+    2-thread run can take 2x longer; docs/benchmarks.md).
     """
 
     name = "cpu"
@@ -80,7 +80,7 @@ class CpuBackend(Backend):
         n = threads if threads is not None else int(os.environ.get("CODENET_THREADS", "0"))
         if n:
             so.intra_op_num_threads = n
-        if not (spin if spin is not None else os.environ.get("CODENET_SPIN", "0") == "1"):
+        if not (spin if spin is not None else os.environ.get("CODENET_SPIN", "1") != "0"):
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
