@@ -11,7 +11,7 @@ RUNTIME = [
     "onnxruntime>=1.16",
     "tqdm>=4.60",
 ]
-HOST = ["opencv-python-headless>=4.5"]
+HOST = ["opencv-python-headless>=4.5", "onnx>=1.15"]  # onnx: the CPU backend builds its fast integer graph
 NOTEBOOKS = ["matplotlib>=3.5", "ipywidgets>=7.6"]
 TRAIN = ["torch>=2.1,<2.14", "onnx>=1.15", "pycocotools>=2.0.6", "pyyaml>=6.0", "pillow>=8.0"]
 DEV = ["pytest>=7", "ruff>=0.4", "hls4ml>=0.8", "libclang>=16", "setuptools>=70.1"]  # setuptools: bdist_wheel built in

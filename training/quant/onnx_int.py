@@ -161,9 +161,10 @@ class _Graph:
         w = self.op("Cast", [self.const(arr.astype(np.int8), np.int8, hint)], hint, to=TensorProto.FLOAT)
         return w if scale is None else self.op("Mul", [w, self.const(scale, np.float32, hint)], hint)
 
-    def op(self, op_type: str, inputs: Sequence[str], hint: str = "t", n_out: int = 1, **attrs: Any):
+    def op(self, op_type: str, inputs: Sequence[str], hint: str = "t", n_out: int = 1, domain: str = "",
+           **attrs: Any):
         outs = [self.fresh(f"{hint}.{op_type}") for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=outs[0], **attrs))
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=outs[0], domain=domain or None, **attrs))
         return outs[0] if n_out == 1 else outs
 
 
@@ -195,10 +196,13 @@ class _Lowering:
                 if layer.op in ("upsample", "concat", "slice", "shuffle"):
                     demand[t] |= demand[layer.output]
                 elif i == 0:
-                    need = _input_needs(layer)
+                    need = self._input_needs(layer)
                     if need:
                         demand[t].add(need)
         return demand
+
+    def _input_needs(self, layer: Layer) -> Optional[str]:
+        return _input_needs(layer)
 
     def _choose(self, tensor: str, fallback: str) -> str:
         d = self.demand[tensor]
@@ -216,12 +220,19 @@ class _Lowering:
         key = (tensor, layout)
         if key in self.vals:
             return self.vals[key]
-        g = self.g
-        h, w, c = self.shape(tensor)
         if tensor in self.coarse:  # a deferred nearest upsample, materialised for this consumer
             base, f = self.coarse[tensor]
             v = self._upsample(self.get(base, layout), self.shape(base), f, layout, tensor)
-        elif tensor == self.p.input:  # raw NHWC uint8 image
+        else:
+            v = self._convert(tensor, layout)
+        self.vals[key] = v
+        return v
+
+    def _convert(self, tensor: str, layout: str) -> str:
+        """ONNX value of ``tensor`` (not a deferred upsample) in ``layout``, from its home layout."""
+        g = self.g
+        h, w, c = self.shape(tensor)
+        if tensor == self.p.input:  # raw NHWC uint8 image
             img = "image"
             if layout == NCHW:
                 img = g.op("Transpose", [img], "image", perm=[0, 3, 1, 2])
@@ -239,7 +250,6 @@ class _Lowering:
             else:
                 t = g.op("Transpose", [src], tensor, perm=[1, 0])
                 v = g.op("Reshape", [t, g.const([1, c, h, w], np.int64)], tensor)
-        self.vals[key] = v
         return v
 
     def put(self, tensor: str, layout: str, value: str) -> None:
@@ -440,6 +450,9 @@ class _Lowering:
                                       None if scale is None else scale[:, None, None, None])]
                 accs.append(g.op("Conv", ins + ([] if bias is None else [g.const(bias, hint=f"{layer.name}.b")]),
                                  layer.name, **attrs))
+        pools = self._pools_first(layer) if out_layout == NCHW and len(accs) == 1 and f == 1 else []
+        if pools:  # max-pool the accumulators: requantisation is monotonic, so it commutes
+            accs = [g.op("MaxPool", accs, layer.name, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
         out = self.p.tensors[layer.output]
         klo, khi = kind_range(out.kind, self.p.max_offset)
         lo, hi = int(a.get("lo", klo)), int(a.get("hi", khi))
@@ -449,13 +462,21 @@ class _Lowering:
             y = g.op("Clip", [accs[0], g.const(lo), g.const(hi)], layer.name)
             if self.exact or out.kind == "off":  # the float twin rounds only the offsets
                 y = g.op("Floor" if self.exact else "Round", [y], layer.name)
-        if f > 1:  # the output stays coarse too: the upsample moves past this layer
+        if pools:
+            for pool in pools:
+                self.put(pool.output, NCHW, y)
+        elif f > 1:  # the output stays coarse too: the upsample moves past this layer
             coarse = f"{layer.output}/{f}"
             self.coarse_shapes[coarse] = self.shape(base)[:2] + (o,)
             self.coarse[layer.output] = (coarse, f)
             self.put(coarse, out_layout, y)
         else:
             self.put(layer.output, out_layout, y)
+
+    def _pools_first(self, layer: Layer) -> List[Layer]:
+        """Max-pool layers that take this conv's accumulators before the requantisation (their
+        outputs are then produced by the conv); none in the standard graph."""
+        return []
 
     def _scale(self, x: str, scale: np.ndarray, hint: str, bias: Optional[np.ndarray] = None,
                dtype: Any = np.float32) -> str:
@@ -539,7 +560,7 @@ class _Lowering:
         for layer in self.p.layers:
             if layer.op == "conv":
                 self._conv(layer)
-            else:
+            elif layer.output not in self.home:  # (a max-pool already done by its conv)
                 self._move(layer)
         outputs, meta_out = [], {}
         for role, tensor in self.p.outputs.items():
@@ -558,7 +579,9 @@ class _Lowering:
         graph = helper.make_graph(
             g.nodes, "codenet_int" if self.exact else "codenet_float_twin",
             [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, h, w, c])], outputs, g.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+        opsets = [helper.make_opsetid("", OPSET)] + [helper.make_opsetid(d, 1) for d in
+                                                      sorted({n.domain for n in g.nodes if n.domain})]
+        model = helper.make_model(graph, opset_imports=opsets,
                                   producer_name="codenet-pynq")
         model.ir_version = IR_VERSION
         meta = {"format": FORMAT_VERSION, "exact": self.exact,
