@@ -250,23 +250,36 @@ class CodenetAccelerator:
         raise BackendError("the platform's buffers have no device_address/physical_address; "
                            "use pynq.allocate (pynq 2.7 or newer)")
 
+    @staticmethod
+    def _word_view(pl: Any) -> Optional[Tuple[int, int]]:
+        """(base, pixel stride) when a tensor's channels are lanes 0..C-1 of words at a constant
+        pixel stride (every buffer the compiler makes: NHWC in 16-channel words), else None."""
+        c = pl.shape[2]
+        base, pix = int(pl.addr[0]), int(pl.pix[0])
+        if np.all(pl.pix == pix) and np.array_equal(pl.addr, base + np.arange(c)) and pix >= c:
+            return base, pix
+        return None
+
     def _plan_io(self) -> None:
-        """Precompute where the image goes and where the head outputs are read (flat byte indices)."""
+        """Precompute where the image goes and where the head outputs are read: strided views of
+        the activation region where the layout allows it (no index arrays per frame)."""
         cp = self.compiled
         pl = cp.input
         h, w, c = pl.shape
-        base = int(pl.addr[0])
-        contiguous = bool(np.all(pl.pix == c) and np.array_equal(pl.addr, base + np.arange(c)))
-        self._in_slice = slice(base, base + h * w * c) if contiguous else None
-        self._outputs: Dict[str, Tuple[np.ndarray, np.dtype, np.float32]] = {}
+        self._in_view = self._word_view(pl)
+        self._outputs: Dict[str, Tuple[Any, np.dtype, np.float32]] = {}
         for role, name in cp.outputs.items():
             t = cp.placements[name]
             oh, ow, oc = t.shape
-            pix = np.arange(oh * ow, dtype=np.int64).reshape(1, oh, ow)
-            idx = t.addr.reshape(oc, 1, 1) + pix * t.pix.reshape(oc, 1, 1)  # C x H x W
+            view = self._word_view(t)
+            if view is not None:
+                where: Any = (view, (oh, ow, oc))
+            else:
+                pix = np.arange(oh * ow, dtype=np.int64).reshape(1, oh, ow)
+                where = t.addr.reshape(oc, 1, 1) + pix * t.pix.reshape(oc, 1, 1)  # C x H x W indices
             dtype = np.dtype(np.int8) if t.kind == "s8" else np.dtype(np.uint8)
             scale = np.float32(self.program.tensors[name].scale)
-            self._outputs[role] = (idx, dtype, scale)
+            self._outputs[role] = (where, dtype, scale)
 
     # ------------------------------------------------------------------ registers
     def _write64(self, reg: int, value: int) -> None:
@@ -365,8 +378,10 @@ class CodenetAccelerator:
             raise ValueError(f"the accelerator expects a letterboxed uint8 image of shape {shape}, got "
                              f"{img.dtype} {img.shape}; use codenet_pynq.transforms.preprocess")
         act = self.buffers[act_name]
-        if self._in_slice is not None:
-            act[self._in_slice] = img.reshape(-1)
+        if self._in_view is not None:
+            base, pix = self._in_view
+            n = shape[0] * shape[1]
+            np.asarray(act)[base:base + n * pix].reshape(n, pix)[:, :shape[2]] = img.reshape(n, shape[2])
         else:
             self.compiled.write_input(act, img)
 
@@ -389,9 +404,17 @@ class CodenetAccelerator:
         return {"input": (t1 - t0) * 1e3, "accelerator": (t2 - t1) * 1e3, "_t": time.perf_counter()}
 
     def _gather(self, act_name: str) -> Dict[str, np.ndarray]:
+        """Dequantised head maps, C x H x W float32."""
         act = np.asarray(self.buffers[act_name])
-        return {role: act[idx].view(dtype).astype(np.float32) * scale
-                for role, (idx, dtype, scale) in self._outputs.items()}
+        out = {}
+        for role, (where, dtype, scale) in self._outputs.items():
+            if isinstance(where, tuple):
+                (base, pix), (oh, ow, oc) = where
+                q = act[base:base + oh * ow * pix].view(dtype).reshape(oh, ow, pix)[:, :, :oc].transpose(2, 0, 1)
+            else:
+                q = act[where].view(dtype)
+            out[role] = q.astype(np.float32) * scale
+        return out
 
     # ------------------------------------------------------------------ double-buffered frames
     # Two activation regions ("act", "act1"): the image of frame n+1 is written into one while the
