@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report import command, machine, table, write_section  # noqa: E402
 
 from codenet_pynq import Detector  # noqa: E402
+from codenet_pynq.training.data.camera import degrade, lighting  # noqa: E402
 from codenet_pynq.training.data.shapes import STYLES, _background  # noqa: E402
 from codenet_pynq.training.eval.voc import voc_evaluate  # noqa: E402
 
@@ -53,33 +54,6 @@ def homography(rng: np.random.Generator, sw: int, sh: int) -> np.ndarray:
     dst = (pts + centre).astype(np.float32)
     src = (corners + [sw / 2, sh / 2]).astype(np.float32)
     return cv2.getPerspectiveTransform(src, dst)
-
-
-def lighting(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    f = img.astype(np.float32)
-    gain, offset = rng.uniform(0.55, 1.25), rng.uniform(-25, 25)
-    cast = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
-    a = rng.uniform(0, 2 * math.pi)
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    grad = 1 + rng.uniform(0.1, 0.4) * ((xx / W - 0.5) * math.cos(a) + (yy / H - 0.5) * math.sin(a))
-    return np.clip(f * gain * cast * grad[..., None] + offset, 0, 255).astype(np.uint8)
-
-
-def degrade(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    if rng.random() < 0.5:
-        sigma = rng.uniform(0.5, 2.0)
-        img = cv2.GaussianBlur(img, (0, 0), sigma)
-    else:  # motion blur along a random direction
-        k = int(rng.integers(3, 10))
-        kern = np.zeros((k, k), np.float32)
-        kern[k // 2, :] = 1.0 / k
-        rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
-        kern = cv2.warpAffine(kern, rot, (k, k))
-        img = cv2.filter2D(img, -1, kern / max(float(kern.sum()), 1e-6))
-    sigma = rng.uniform(2, 10)
-    img = np.clip(img.astype(np.float32) + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 90))])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
 
 def render(sheet: np.ndarray, shapes: List[Dict], seed: int, level: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -39,6 +39,7 @@ class DataConfig:
     aug_shift: float = 0.2
     aug_flip: float = 0.5
     aug_color: bool = True
+    aug_camera: float = 0.0  # probability of a camera view (perspective, lighting, blur, noise, JPEG)
     generate_shapes: Dict[str, Any] = field(default_factory=dict)
 
 

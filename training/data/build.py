@@ -138,7 +138,7 @@ def build_dataset(cfg, model_cfg, split: str, train: bool) -> DetectionDataset:
     if train:  # difficult VOC objects are evaluated as "ignore", never trained on
         records = [_drop_difficult(r) for r in records]
     aug = AugmentConfig(scale_range=(1 - cfg.aug_scale, 1 + cfg.aug_scale), shift=cfg.aug_shift,
-                        flip_prob=cfg.aug_flip, color=cfg.aug_color)
+                        flip_prob=cfg.aug_flip, color=cfg.aug_color, camera_prob=cfg.aug_camera)
     return DetectionDataset(records, names, model_cfg.input_size, model_cfg.down_ratio, cfg.max_objs, train=train,
                             augment=train and cfg.augment, keep_empty=cfg.keep_empty, augment_config=aug)
 

@@ -38,6 +38,9 @@ class AugmentConfig:
     color: bool = True
     color_strength: float = 0.4
     lighting_std: float = 0.1
+    #: probability of a camera view per sample (perspective, lighting, blur, noise, JPEG;
+    #: training/data/camera.py); 0 keeps the seed's augmentation
+    camera_prob: float = 0.0
 
 
 def transform_boxes(boxes: np.ndarray, M: np.ndarray) -> np.ndarray:
@@ -136,8 +139,13 @@ def prepare_sample(
     scale = float(max(h, w))
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     flipped = False
+    keep_in = np.arange(len(boxes))
     if rng is not None:
         cfg = config or AugmentConfig()
+        if cfg.camera_prob > 0 and rng.random() < cfg.camera_prob:
+            from .camera import camera_augment
+
+            image, boxes, keep_in = camera_augment(rng, np.ascontiguousarray(image, np.uint8), boxes)
         center, scale = random_center_scale(rng, center, scale, cfg.scale_range, cfg.shift)
         if rng.random() < cfg.flip_prob:
             flipped = True
@@ -157,7 +165,7 @@ def prepare_sample(
     return {
         "image": out,
         "boxes_out": boxes_out,
-        "keep": keep,
+        "keep": keep_in[keep],
         "center": center,
         "scale": scale,
         "flipped": flipped,
