@@ -49,11 +49,14 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: PathLike, text: bool = False, encoding: str = "utf-8") -> Iterator[IO]:
+def atomic_open(path: PathLike, text: bool = False, encoding: str = "utf-8",
+                keep_previous: Optional[PathLike] = None) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; on a clean exit it replaces ``path``.
 
     Missing parent folders are created. On an exception the temporary file is removed and
-    ``path`` is left as it was. Raises ``OSError`` (callers turn it into their own error).
+    ``path`` is left as it was. ``keep_previous``: the file being replaced is first moved to this
+    path (a crash between the two renames leaves it there). Raises ``OSError`` (callers turn it
+    into their own error).
     """
     p = Path(os.fspath(path))
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +80,8 @@ def atomic_open(path: PathLike, text: bool = False, encoding: str = "utf-8") -> 
             os.fsync(f.fileno())
         if keep_mode is not None:
             os.chmod(tmp, keep_mode)
+        if keep_previous is not None and p.is_file():
+            os.replace(p, os.fspath(keep_previous))
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -9,15 +9,14 @@ so, moving the unreadable one aside as ``last_checkpoint.pth.corrupt``); both un
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from codenet_pynq.errors import CodenetError, format_message
+from codenet_pynq.files import atomic_open
 
 log = logging.getLogger("codenet_pynq.train")
 
@@ -33,48 +32,15 @@ class CheckpointError(CodenetError, ValueError):
     """A checkpoint is missing, unreadable (truncated, empty, foreign) or does not fit the model."""
 
 
-def _fsync_dir(folder: str) -> None:
-    with contextlib.suppress(OSError):  # not every platform can open a folder (Windows)
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _saved_temp(obj: Any, path: str) -> str:
-    """``torch.save`` into a flushed and fsynced temp file beside ``path``; returns its name."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
 def atomic_torch_save(obj: Any, path: str, keep_previous: Optional[str] = None) -> str:
-    """Save ``obj`` durably at ``path`` (temp file, fsync, rename, fsync of the folder).
+    """Save ``obj`` durably at ``path`` (temp file, fsync, rename, fsync of the folder: the
+    package's one atomic writer, :func:`codenet_pynq.files.atomic_open`).
 
     ``keep_previous``: move the file being replaced to this path first (a crash between the two
     renames leaves it there, and :func:`load_resume_checkpoint` falls back to it).
     """
-    tmp = _saved_temp(obj, path)
-    try:
-        if keep_previous and os.path.isfile(path):
-            os.replace(path, keep_previous)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    with atomic_open(path, keep_previous=keep_previous) as f:
+        torch.save(obj, f)
     return path
 
 
