@@ -35,18 +35,7 @@ static void cn_dw(const desc_t &d, const plan_t &p, const dw_params_t &dp, hls::
     static uint8_t offmap[CN_LB_ROWS * CN_MAX_W];
     const int reps = n_reps(p);
     if (d.op == CN_OP_DENSE || d.op == CN_OP_MOVE) {
-    DW_BYPASS_REPS:
-        for (int r = 0; r < reps; r++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
-            const int n = p.mac_h * p.mac_w * rep_groups(p, r);
-        DW_BYPASS:
-            for (int i = 0; i < n; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 16 max = 65536
-                out_s.write(mid_s.read());
-            }
-            CN_ACCT_LOOP(PROC_DW, n, 1, 2);
-        }
+        stage_bypass(p, mid_s, out_s, PROC_DW);
         return;
     }
     const bool pool = d.op == CN_OP_MAXPOOL;

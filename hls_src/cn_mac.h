@@ -109,20 +109,8 @@ static void cn_mac(const desc_t &d, const plan_t &p, const word_t *wgt, const st
 #pragma HLS ARRAY_PARTITION variable = wbuf complete dim = 2
     static word_t xbuf[CN_MAX_KT];
     const bool has_mac = d.op == CN_OP_DENSE || (d.op == CN_OP_DWBLOCK && (d.flags & CN_FLAG_HAS_PW));
-    const int reps = n_reps(p);
     if (!has_mac) {
-    BYPASS_REPS:
-        for (int r = 0; r < reps; r++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
-            const int n = p.mac_h * p.mac_w * rep_groups(p, r);
-        MAC_BYPASS:
-            for (int i = 0; i < n; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 16 max = 65536
-                mid_s.write(in_s.read());
-            }
-            CN_ACCT_LOOP(PROC_MAC, n, 1, 2);
-        }
+        stage_bypass(p, in_s, mid_s, PROC_MAC);
         return;
     }
     const stage_t &st = d.op == CN_OP_DENSE ? d.main : d.pw;
