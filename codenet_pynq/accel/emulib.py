@@ -25,14 +25,16 @@ from ..errors import BackendError, format_message
 from .compile import CompiledProgram
 from .params import HwParams, load_params
 
-__all__ = ["AcctRecord", "EmuLibrary", "PROCS", "PORTS", "account", "find_library", "load_library", "run",
+__all__ = ["AcctRecord", "EmuLibrary", "PROCS", "PORTS", "STATUS_TEXT", "account", "find_library", "load_library", "run",
            "run_compiled", "status_message"]
 
 _LIB_NAME = "libcodenet_emu.so"
 _U8P = ctypes.POINTER(ctypes.c_uint8)
-_STATUS = {0: "ok", 1: "bad descriptor magic/version", 2: "unsupported op or flag combination",
-           3: "a size beyond the engine's static limits", 4: "n_layers out of range",
-           5: "a DRAM access outside its buffer", 6: "a requantisation multiplier or shift out of range"}
+#: CN_STATUS_* codes of the engine's status register, in words (the driver uses the same table)
+STATUS_TEXT = {1: "bad descriptor magic or version", 2: "unsupported op or flag combination",
+               3: "a size beyond the engine's static limits", 4: "n_layers out of range",
+               5: "a memory access outside its buffer (host emulation)",
+               6: "a requantisation multiplier or shift out of range"}
 
 #: processes and AXI ports of the account, in the order of ``cn_account.h``
 PROCS = ("desc", "params", "load", "mac", "dw", "store")
@@ -51,7 +53,7 @@ class AcctRecord(ctypes.Structure):
 def status_message(status: int) -> str:
     """Human-readable form of a status register value."""
     code, layer = status & 0xFFFF, status >> 16
-    return f"{_STATUS.get(code, f'status {code}')} (descriptor {layer})" if code else "ok"
+    return f"{STATUS_TEXT.get(code, f'status {code}')} (descriptor {layer})" if code else "ok"
 
 
 def _default_candidates() -> List[Path]:

@@ -43,6 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..accel.compile import CompiledProgram, compile_program
+from ..accel.emulib import STATUS_TEXT
 from ..accel.params import HwParams, ParamsError, load_params
 from ..artifact import Artifact
 from ..boards import board_name  # $BOARD / $PYNQ_BOARD / the device; no silent default
@@ -63,10 +64,7 @@ OVERLAY_NAME = "codenet.bit"
 _PKG_DIR = Path(__file__).resolve().parents[1]
 _REPO_DIR = _PKG_DIR.parent
 
-_STATUS_TEXT = {1: "bad descriptor magic or version", 2: "unsupported op or flag combination",
-                3: "a size beyond the engine's static limits", 4: "n_layers out of range",
-                5: "a memory access outside its buffer (host emulation)",
-                6: "a requantisation multiplier or shift out of range",
+_STATUS_TEXT = {**STATUS_TEXT,
                 STATUS_ENGINE_ERROR: "an exception in the emulated engine (see the emulated IP's worker_error)"}
 _NO_PYNQ_HINT = ("the CPU fallback runs the same integer model bit-exactly: use backend='cpu' (or 'auto', "
                  "which picks it), or backend='emulator' for the accelerator's own C++ on this machine")
