@@ -75,3 +75,35 @@ def test_spin_setting(quant_artifact: str, monkeypatch) -> None:
     monkeypatch.setenv("CODENET_SPIN", "0")
     assert not spinning(CpuBackend(art, graph="int"))
     assert spinning(CpuBackend(art, graph="int", spin=True))
+
+
+# ---------------------------------------------------------------- frames in flight (Detector.stream)
+def test_submit_collect_runs_frames_on_stream_sessions_in_order():
+    """Two stream sessions of one thread each run two frames at once; collect() returns them
+    in submission order, each equal to run(); a failed frame raises at its own collect()."""
+    from codenet_pynq.artifact import default_model_path
+
+    art = load_artifact(default_model_path())
+    be = CpuBackend(art, threads=2, streams=2)
+    size = art.program().tensors[art.program().input].shape[0]
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]
+    want = [be.run(f) for f in frames]
+    assert be._pool is None  # stream sessions only once a frame is submitted
+    be.submit(frames[0])
+    be.submit(frames[1])
+    be.submit(np.zeros((3, 3, 3), np.uint8))  # wrong shape: ONNX Runtime refuses it
+    be.submit(frames[2])
+    assert len(be._stream_sessions) == 2 and be._stream_threads == 1
+    for k in (0, 1):
+        got = be.collect()
+        assert all(np.array_equal(got[r], want[k][r]) for r in ("hm", "wh", "reg"))
+    with pytest.raises(BackendError, match=r"failed on a frame of shape \(3, 3, 3\)"):
+        be.collect()
+    got = be.collect()
+    assert all(np.array_equal(got[r], want[2][r]) for r in ("hm", "wh", "reg"))
+    with pytest.raises(BackendError, match="no frame in flight"):
+        be.collect()
+    be.submit(frames[3])
+    be.close()  # drains the frame in flight, stops the workers
+    assert be._pool is None and not be._pending

@@ -11,8 +11,10 @@ passes, else ``int``; ``float`` for a float model. All integer graphs give the g
 
 from __future__ import annotations
 
+import collections
 import os
-from typing import Dict, Optional, Tuple
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -55,13 +57,20 @@ class CpuBackend(Backend):
     does: fastest on an otherwise idle machine) or sleep (``False`` or ``CODENET_SPIN=0``: on a
     machine whose cores other processes keep busy, spinning threads wait on each other and a
     2-thread run can take 2x longer; docs/benchmarks.md).
+
+    ``streams``: frames in flight for :meth:`submit` / :meth:`collect` (what
+    :meth:`~codenet_pynq.detector.Detector.stream` uses): that many extra sessions, created at the
+    first ``submit``, each running whole frames on its share of the threads (default
+    ``CODENET_STREAMS`` or one per core, at most 2). A frame's small layers do not keep two cores
+    busy, two frames on one core each do: more frames per second, each frame takes longer.
+    :meth:`run` keeps the one session with all threads (the lowest latency).
     """
 
     name = "cpu"
 
     def __init__(self, artifact: Artifact, graph: str = "auto", threads: Optional[int] = None,
-                 spin: Optional[bool] = None):
-        ort = _ort()
+                 spin: Optional[bool] = None, streams: Optional[int] = None):
+        _ort()  # a clear error first when onnxruntime is missing
         if graph not in GRAPHS:
             raise BackendError(f"cpu backend: unknown graph {graph!r}; expected one of {', '.join(GRAPHS)}")
         self.artifact = artifact
@@ -75,21 +84,35 @@ class CpuBackend(Backend):
             if graph == "auto" else graph
         if model is None:
             model = artifact.graph(self.graph_kind)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         n = threads if threads is not None else int(os.environ.get("CODENET_THREADS", "0"))
-        if n:
-            so.intra_op_num_threads = n
-        if not (spin if spin is not None else os.environ.get("CODENET_SPIN", "1") != "0"):
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise BackendError(f"{artifact.path}: ONNX Runtime cannot load the {self.graph_kind} graph ({e}); "
-                               "re-export the artifact or upgrade onnxruntime (>= 1.16)") from e
+        self._spin = spin if spin is not None else os.environ.get("CODENET_SPIN", "1") != "0"
+        self._model = model
+        self.session = self._session(n)
+        cores = n or os.cpu_count() or 1
+        self.streams = max(1, streams if streams is not None else int(os.environ.get("CODENET_STREAMS", "0"))
+                           or min(2, cores))
+        self._stream_threads = max(1, cores // self.streams)
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._stream_sessions: List[Any] = []
+        self._free: Deque[Any] = collections.deque()
+        self._pending: Deque[Future] = collections.deque()
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.scales = self._scales()
+
+    def _session(self, threads: int) -> Any:
+        ort = _ort()
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = threads
+        if not self._spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(self._model, so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise BackendError(f"{self.artifact.path}: ONNX Runtime cannot load the {self.graph_kind} graph ({e}); "
+                               "re-export the artifact or upgrade onnxruntime (>= 1.16)") from e
 
     def _scales(self) -> Dict[str, float]:
         """Head output scales of the integer graph (metadata ``codenet_int``, see docs/quantization.md)."""
@@ -111,7 +134,50 @@ class CpuBackend(Backend):
         return dict(zip(self.output_names, self.session.run(None, {self.input_name: x})))
 
     def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
-        raw = self.run_raw(pixels)
+        return self._heads(self.run_raw(pixels))
+
+    # ---------------------------------------------------------------- frames in flight
+    def submit(self, pixels: np.ndarray) -> None:
+        """Start a frame on a free stream session (queued when all are busy); :meth:`collect`
+        returns the outputs of the oldest one. ``pixels`` must not change until then."""
+        if self._pool is None:
+            self._stream_sessions = [self._session(self._stream_threads) for _ in range(self.streams)]
+            self._free.extend(self._stream_sessions)
+            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="codenet-cpu")
+        x = np.ascontiguousarray(pixels, dtype=np.uint8)[None]
+        self._pending.append(self._pool.submit(self._run_stream, x))
+
+    def _run_stream(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        sess = self._free.popleft()  # a pool of `streams` workers: one session free per running task
+        try:
+            return dict(zip(self.output_names, sess.run(None, {self.input_name: x})))
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise BackendError(f"{self.artifact.path}: ONNX Runtime failed on a frame of shape {x.shape[1:]} ({e})") from e
+        finally:
+            self._free.append(sess)
+
+    def collect(self) -> Dict[str, np.ndarray]:
+        """Outputs of the oldest submitted frame (waits for it); its error, if it failed."""
+        if not self._pending:
+            raise BackendError("cpu backend: no frame in flight; submit() a frame before collect()")
+        return self._heads(self._pending.popleft().result())
+
+    def drain(self) -> None:
+        """Wait for and discard every frame in flight."""
+        while self._pending:
+            try:
+                self._pending.popleft().result()
+            except Exception:  # nobody collects it
+                pass
+
+    def close(self) -> None:
+        self.drain()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+            self._stream_sessions, self._free = [], collections.deque()
+
+    def _heads(self, raw: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         if self.graph_kind == "float":
             return {k: raw[k][0].astype(np.float32, copy=False) for k in ("hm", "wh", "reg")}
         return {role: raw[f"{role}_q"][0].astype(np.float32) * np.float32(self.scales[role])

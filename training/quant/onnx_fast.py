@@ -204,10 +204,23 @@ class _FastLowering(_Lowering):
             scale = _multiplier(layer)
             v = self._scale(g.op("Cast", [acc], layer.name, to=TensorProto.FLOAT), scale, layer.name,
                             layer.arrays["bias"] * scale + 0.5)
+            zp = self._kind_zp(layer.output)
+            if self._bytes_only(layer.output) and zero_point(lo, hi) == zp:
+                # straight to bytes: QuantizeLinear(x, 1, zp) saturates x + zp to [0, 255], which on
+                # integers is the clamp to [lo, hi] plus the zero point (one op for Clip, Add, Cast)
+                y = g.op("QuantizeLinear", [g.op("Floor", [v], layer.name), g.const(1.0), g.const(zp, np.uint8)],
+                         layer.name)
+                hb, wb, _ = self.shape(base)
+                y = g.op("Reshape", [y, g.const([1, hb, wb, len(scale)], np.int64)], layer.name)
+                return self._put_conv(layer, base, f, Q8, y)
             y = g.op("Floor", [g.op("Clip", [v, g.const(lo), g.const(hi)], layer.name)], layer.name)
         else:
             y = self._requantize(layer, [acc], lo, hi)
         self._put_conv(layer, base, f, ROWS, y)
+
+    def _bytes_only(self, tensor: str) -> bool:
+        """Whether every consumer of ``tensor`` reads it as bytes (and it is not a graph output)."""
+        return self.demand[tensor] == {Q8} and tensor not in self.p.outputs.values()
 
     def _put_conv(self, layer: Layer, base: str, f: int, layout: str, y: str) -> None:
         """Store a conv's output; a 1x1 conv on a deferred upsample keeps it coarse."""
