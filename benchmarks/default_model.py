@@ -74,7 +74,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--float", dest="float_path", required=True)
     p.add_argument("--int", dest="int_path", required=True)
-    p.add_argument("--config", default="configs/shapes_default.yaml")
+    p.add_argument("--config", default="configs/shapes_default.yaml", help="the float model's training config")
+    p.add_argument("--int-config", default="configs/shapes_default_w4a8.yaml", help="the QAT config")
     p.add_argument("--float-run", default="runs/shapes_default")
     p.add_argument("--int-run", default="runs/shapes_default_w4a8")
     p.add_argument("--out", default="runs/default_model_eval.json")
@@ -111,13 +112,15 @@ def main() -> None:
             "evaluated through the exported artifacts on the runtime's CPU backend (COCO metrics by pycocotools, "
             "VOC-protocol area AP50 as a second opinion).\n\n"
             "Training commands:\n\n```bash\n"
-            "python -m codenet_pynq.training.train --config configs/shapes_default.yaml\n"
-            "python -m codenet_pynq.training.train --config configs/shapes_default_w4a8.yaml\n"
-            "python -m codenet_pynq.training.export --config configs/shapes_default.yaml "
-            "--weights runs/shapes_default/model_final.pth --out shapes_default_float.codenet\n"
-            "python -m codenet_pynq.training.export --config configs/shapes_default_w4a8.yaml "
-            "--weights runs/shapes_default_w4a8/model_final.pth --out shapes_default.codenet\n```\n\n"
-            f"Float training: {f_it} iterations of batch {cfg.solver.batch_size} in {f_min:.0f} min; W4A8 QAT: "
+            f"python -m codenet_pynq.training.train --config {a.config}\n"
+            f"python -m codenet_pynq.training.train --config {a.int_config}\n"
+            f"python -m codenet_pynq.training.export --config {a.config} "
+            f"--weights {a.float_run}/model_final.pth --out shapes_default_float.codenet\n"
+            f"python -m codenet_pynq.training.export --config {a.int_config} "
+            f"--weights {a.int_run}/model_final.pth --out shapes_default.codenet\n```\n\n"
+            + (f"The float run fine-tunes `{cfg.init_weights}` (`init_weights` in {a.config}).\n\n"
+               if cfg.init_weights else "")
+            + f"Float training: {f_it} iterations of batch {cfg.solver.batch_size} in {f_min:.0f} min; W4A8 QAT: "
             f"{q_it} iterations in {q_min:.0f} min (2-core CPU shared with other work during the run).\n\n"
             + table(["model", "artifact", "bytes", "AP", "AP50", "AP75", "VOC AP50"], rows)
             + "\n\n![training curves](img/default_training_curve.png)"
