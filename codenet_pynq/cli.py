@@ -717,7 +717,8 @@ examples:
   {PROG} detect --model model.codenet photos/ --recursive --out results/
   {PROG} detect photos/ --no-images --json detections.json --backend cpu
 
-environment: CODENET_THREADS=N limits the threads ONNX Runtime uses on the cpu backend.
+environment: CODENET_THREADS=N limits the threads ONNX Runtime uses on the cpu backend;
+CODENET_SPIN=0 lets idle threads sleep; CODENET_STREAMS=N frames in flight for Detector.stream.
 """
 
 _INFO_EPILOG = f"""\
