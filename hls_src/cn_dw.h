@@ -30,10 +30,7 @@ static inline void dw_fill_word(const dfill_t &f, int k, const word_t &w, qparam
                                 qparam_t dq[2][CN_MAX_G][CN_LANES], word_t drec[2][CN_MAX_G][CN_DW_REC_WORDS]) {
 #pragma HLS INLINE
     if (k < f.nq) {
-        for (int l = 0; l < CN_LANES - 2; l++) row[l] = row[l + 2];
-        decode_qparam(w, 0, row[CN_LANES - 2]);
-        decode_qparam(w, 1, row[CN_LANES - 1]);
-        if (k % (CN_LANES / 2) == CN_LANES / 2 - 1)
+        if (qrow_push(row, w, k))
             for (int l = 0; l < CN_LANES; l++) dq[f.ph][k / (CN_LANES / 2)][l] = row[l];
     } else {
         const int i = k - f.nq;
@@ -46,20 +43,33 @@ static inline int lb_slot(int row) {
     return row % CN_LB_ROWS;
 }
 
-// Pop whatever of the fill has not arrived during the stage's loops (the stage waits for it).
-static void dw_fill_tail(const dfill_t &f, int &k, hls::stream<word_t> &dwp_s, qparam_t row[CN_LANES],
-                         qparam_t dq[2][CN_MAX_G][CN_LANES], word_t drec[2][CN_MAX_G][CN_DW_REC_WORDS]) {
+// Forward n words of the stage's input (a descriptor without a depthwise stage; n = 0 after the
+// depthwise loops) while popping the fill: during the forwarding whatever has arrived, then,
+// blocking, whatever has not (the stage waits for it: counted as tail_words).
+static void dw_forward_fill(int n, hls::stream<word_t> &mid_s, hls::stream<word_t> &out_s, const dfill_t &f, int &k,
+                            hls::stream<word_t> &dwp_s, qparam_t row[CN_LANES], qparam_t dq[2][CN_MAX_G][CN_LANES],
+                            word_t drec[2][CN_MAX_G][CN_DW_REC_WORDS]) {
 #pragma HLS INLINE
-    const int k0 = k;
-DW_FILL_TAIL:
-    for (int t = k0; t < f.n; t++) {
+    int i = 0, fk = k;
+DW_FORWARD:
+    while (i < n || fk < f.n) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 3072
-        dw_fill_word(f, t, dwp_s.read(), row, dq, drec);
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 65536
+        word_t w;
+        bool got;
+        if (i < n) {
+            out_s.write(mid_s.read());
+            got = prefetch_pop(dwp_s, fk, f.n, w);
+        } else {
+            w = dwp_s.read();
+            got = true;
+        }
+        if (got) dw_fill_word(f, fk++, w, row, dq, drec);
+        i++;
     }
-    CN_ACCT_LOOP(PROC_DW, f.n - k0, 1, 2);
-    CN_ACCT_ADD(tail_words, (uint64_t)(f.n - k0));
-    k = f.n;
+    CN_ACCT_LOOP(PROC_DW, i, 1, 2);
+    CN_ACCT_ADD(tail_words, (uint64_t)(i - n));
+    k = fk;
 }
 
 static void cn_dw(const desc_t &d, const plan_t &p, const fetch_plan_t &fp, hls::stream<word_t> &dwp_s,
@@ -85,21 +95,7 @@ static void cn_dw(const desc_t &d, const plan_t &p, const fetch_plan_t &fp, hls:
     int fk = 0;
     const int reps = n_reps(p);
     if (d.op != CN_OP_DWBLOCK && d.op != CN_OP_MAXPOOL) {
-    DW_BYPASS_REPS:
-        for (int r = 0; r < reps; r++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 8
-            const int n = p.mac_h * p.mac_w * rep_groups(p, r);
-        DW_BYPASS:
-            for (int i = 0; i < n; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 16 max = 65536
-                out_s.write(mid_s.read());
-                word_t w;
-                if (fk < f.n && dwp_s.read_nb(w)) dw_fill_word(f, fk++, w, row, dq, drec);
-            }
-            CN_ACCT_LOOP(PROC_DW, n, 1, 2);
-        }
-        dw_fill_tail(f, fk, dwp_s, row, dq, drec);
+        dw_forward_fill(p.mac_h * p.mac_w * p.n_mid, mid_s, out_s, f, fk, dwp_s, row, dq, drec);
         ph ^= 1;
         return;
     }
@@ -155,7 +151,7 @@ DW_PASSES:
                         offmap[lb_slot(next) * CN_MAX_W + x] = off_dram ? offd_s.read() : offc_s.read();
                     }
                     word_t pw;  // prefetch: at most one word of the next descriptor's tables
-                    if (fk < f.n && dwp_s.read_nb(pw)) dw_fill_word(f, fk++, pw, row, dq, drec);
+                    if (prefetch_pop(dwp_s, fk, f.n, pw)) dw_fill_word(f, fk++, pw, row, dq, drec);
                     if (++k == per_px) {
                         k = 0;
                         x++;
@@ -220,7 +216,7 @@ DW_PASSES:
                 }
                 out_s.write(o);
                 word_t pw;  // prefetch: at most one word of the next descriptor's tables
-                if (fk < f.n && dwp_s.read_nb(pw)) dw_fill_word(f, fk++, pw, row, dq, drec);
+                if (prefetch_pop(dwp_s, fk, f.n, pw)) dw_fill_word(f, fk++, pw, row, dq, drec);
                 if (++g == pg) {
                     g = 0;
                     ox++;
@@ -230,7 +226,7 @@ DW_PASSES:
             CN_ACCT_ADD(macs, pool ? 0 : (uint64_t)trip * CN_DW_PE * 9);
         }
     }
-    dw_fill_tail(f, fk, dwp_s, row, dq, drec);
+    dw_forward_fill(0, mid_s, out_s, f, fk, dwp_s, row, dq, drec);
     ph ^= 1;
 }
 

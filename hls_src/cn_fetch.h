@@ -94,6 +94,23 @@ static void plan_fetch(const desc_t &d, const plan_t &p, const desc_t &dn, const
     f.of_wbits = dn.of.wbits;
 }
 
+// Pop the next prefetched word of a fill phase if one is due (k < n) and has arrived: at most one
+// per iteration of the stage's pipelined loops, never waiting.
+static inline bool prefetch_pop(hls::stream<word_t> &s, int k, int n, word_t &w) {
+#pragma HLS INLINE
+    return k < n && s.read_nb(w);
+}
+
+// A bias/M/S table arrives two channels a word: shift word k into a group's row of 16 channels;
+// true when the row is complete (then the caller writes it, one write to each lane bank).
+static inline bool qrow_push(qparam_t row[CN_LANES], const word_t &w, int k) {
+#pragma HLS INLINE
+    for (int l = 0; l < CN_LANES - 2; l++) row[l] = row[l + 2];
+    decode_qparam(w, 0, row[CN_LANES - 2]);
+    decode_qparam(w, 1, row[CN_LANES - 1]);
+    return k % (CN_LANES / 2) == CN_LANES / 2 - 1;
+}
+
 // One burst run of n words from word address `base` into a stream; check: every word is a
 // bias/M/S pair of channels (returns false on an out-of-range M or S).
 static bool fetch_run(const word_t *wgt, uint32_t base, int n, bool check, hls::stream<word_t> &s) {

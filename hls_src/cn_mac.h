@@ -102,11 +102,8 @@ static inline void mac_fill_word(const mfill_t &f, int k, const word_t &w, qpara
                                  qparam_t mq[2][CN_MAX_G][CN_LANES], wgt_t ofw[2][CN_MAX_G][CN_LANES],
                                  qparam_t oq[2]) {
 #pragma HLS INLINE
-    if (k < f.e0) {  // a group's 16 channels arrive two per word: shift them in, write the group
-        for (int l = 0; l < CN_LANES - 2; l++) row[l] = row[l + 2];
-        decode_qparam(w, 0, row[CN_LANES - 2]);
-        decode_qparam(w, 1, row[CN_LANES - 1]);
-        if (k % (CN_LANES / 2) == CN_LANES / 2 - 1)
+    if (k < f.e0) {
+        if (qrow_push(row, w, k))
             for (int l = 0; l < CN_LANES; l++) mq[f.ph][k / (CN_LANES / 2)][l] = row[l];
     } else if (k < f.e1) {
         if (k == f.e0) decode_qparam(w, 0, oq[f.ph]);
@@ -167,22 +164,18 @@ static void cn_mac(const desc_t &d, const plan_t &p, const fetch_plan_t &fp, hls
     mfill_t f;
     int fk = 0;
     if (!op_has_mac(d)) {
+        // forward the stage's input (every rep's words, in order: one loop) while prefetching
         mac_phase(d, p, fp, 0, wh, ph, f);
-        const int reps = n_reps(p);
-    MAC_BYPASS_REPS:
-        for (int r = 0; r < reps; r++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 8
-            const int n = p.mac_h * p.mac_w * rep_groups(p, r);
-        MAC_BYPASS:
-            for (int i = 0; i < n; i++) {
+        const int n = p.mac_h * p.mac_w * p.n_mid;
+    MAC_BYPASS:
+        for (int i = 0; i < n; i++) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 16 max = 65536
-                mid_s.write(in_s.read());
-                word_t w;
-                if (fk < f.n && w_s.read_nb(w)) mac_fill_word(f, fk++, w, row, wbuf, mq, ofw, oq);
-            }
-            CN_ACCT_LOOP(PROC_MAC, n, 1, 2);
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 65536
+            mid_s.write(in_s.read());
+            word_t w;
+            if (prefetch_pop(w_s, fk, f.n, w)) mac_fill_word(f, fk++, w, row, wbuf, mq, ofw, oq);
         }
+        CN_ACCT_LOOP(PROC_MAC, n, 1, 2);
         mac_fill_tail(f, fk, w_s, row, wbuf, mq, ofw, oq);
         wh ^= 1;
         ph ^= 1;
@@ -263,7 +256,7 @@ CHUNKS:
                     }
                 }
                 word_t w;  // prefetch: at most one word of the next chunk / descriptor per cycle
-                if (fk < f.n && w_s.read_nb(w)) mac_fill_word(f, fk++, w, row, wbuf, mq, ofw, oq);
+                if (prefetch_pop(w_s, fk, f.n, w)) mac_fill_word(f, fk++, w, row, wbuf, mq, ofw, oq);
             }
             CN_ACCT_LOOP(PROC_MAC, trip, 1, CN_DEPTH_MAC + CN_DEPTH_REQ);
             CN_ACCT_ADD(macs, (uint64_t)trip * CN_PA * CN_PE / halves);
