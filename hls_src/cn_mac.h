@@ -3,9 +3,10 @@
 //
 // Weights live on chip in 1024-bit entries, one per 16 x 16 block of the weight matrix (int4, two
 // products per DSP48E2) or per half block (int8: 8 output lanes x 16 inputs).  Each weight chunk
-// (as many output groups as the buffer holds) is burst-loaded once; the input is streamed once
-// per chunk.  One output row is one flattened pipelined loop over (pixel, output group, reduction
-// word, half), so the pipeline fills once per row.
+// (as many output groups as a half of the buffer holds) is read once, by the prefetch (cn_fetch.h)
+// while the previous chunk or descriptor computes; the input is streamed once per chunk.  One
+// output row is one flattened pipelined loop over (pixel, output group, reduction word, half),
+// so the pipeline fills once per row.
 #ifndef CN_MAC_H_
 #define CN_MAC_H_
 
@@ -31,7 +32,7 @@ struct mfill_t {
 };
 
 #ifdef CN_EMU_NATIVE
-// Host emulation only: the weight entries decoded to int8 when they are loaded, so the host does
+// Host emulation only: the weight entries decoded to int8 when a chunk starts, so the host does
 // not unpack nibbles in the inner loop (same products; the C-simulation build and the hardware
 // decode the packed entry, and the tests run both builds on the same vectors).
 static wgt_t g_wdec[CN_WBUF_BLOCKS][CN_LANES][CN_LANES];
