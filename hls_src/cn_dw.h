@@ -32,9 +32,10 @@ static inline void dw_fill_word(const dfill_t &f, int k, const word_t &w, qparam
     if (k < f.nq) {
         if (qrow_push(row, w, k))
             for (int l = 0; l < CN_LANES; l++) dq[f.ph][k / (CN_LANES / 2)][l] = row[l];
-    } else {
+    } else {  // records of 5 (int4) or 9 (int8) words: two constant divisions, no runtime divider
         const int i = k - f.nq;
-        drec[f.ph][i / f.drec][i % f.drec] = w;
+        const int g = f.drec == 9 ? i / 9 : i / 5;
+        drec[f.ph][g][i - g * f.drec] = w;
     }
 }
 
