@@ -6,11 +6,15 @@
 // what Vitis HLS infers from such loops: maximal runs of consecutive words, at most
 // CN_AXI_BURST_MAX beats, never across a 4 KB boundary.  The per-descriptor time follows the
 // dataflow structure (README.md "Cycle account"):
-//   t = t_desc + t_wgt + max(t_load, t_mac, t_dw, t_store, t_ddr) + t_fill
+//   t = t_desc + t_first + max(t_load, t_mac, t_dw, t_store, t_fetch, t_ddr) + t_fill
 // where a process that owns a port takes the larger of its loop cycles and the port's time
 // under the DDR model (beats, per-burst issue cost under the outstanding-transaction limit,
-// first-beat latency per loop entry), and t_ddr is the descriptor's bytes at the DDR's sustained
-// bandwidth.  Under __SYNTHESIS__ every macro is empty.
+// first-beat latency per loop entry), t_fetch is the prefetch process (cn_fetch: this
+// descriptor's weight chunks 1.. and the next descriptor's parameters and chunk 0) on the weight
+// bundle, t_mac / t_dw include the tail loops that pop what the prefetch has not delivered
+// during their loops, t_first is the serial load of the first descriptor's parameters and
+// chunk 0 (zero for every other descriptor), and t_ddr is the descriptor's bytes at the DDR's
+// sustained bandwidth.  Under __SYNTHESIS__ every macro is empty.
 #ifndef CN_ACCOUNT_H_
 #define CN_ACCOUNT_H_
 
@@ -20,9 +24,12 @@
 
 namespace codenet {
 
-enum acct_proc_t { PROC_DESC = 0, PROC_WGT, PROC_LOAD, PROC_MAC, PROC_DW, PROC_STORE, PROC_COUNT };
-// PORT_PAR: per-descriptor parameters (before the dataflow region); PORT_WGT: MAC weight chunks
-// (both on the weight m_axi bundle, accounted apart because they stall different stages)
+// PROC_WGT: the serial load of the first descriptor's parameters and MAC chunk 0 (the prefetch
+// region before descriptor 0); PROC_FETCH: the prefetch process (cn_fetch) inside each region
+enum acct_proc_t { PROC_DESC = 0, PROC_WGT, PROC_LOAD, PROC_MAC, PROC_DW, PROC_STORE, PROC_FETCH, PROC_COUNT };
+// PORT_PAR: the first descriptor's serial parameter / chunk-0 load; PORT_WGT: the prefetch traffic
+// of cn_fetch during the regions (both on the weight m_axi bundle, accounted apart because the
+// first is serial and the second concurrent with the stages)
 enum acct_port_t { PORT_DESC = 0, PORT_PAR, PORT_WGT, PORT_RD, PORT_WR, PORT_COUNT };
 
 // Per-descriptor record (plain C layout: the emulation library exports an array of these).
@@ -35,6 +42,7 @@ struct acct_desc_t {
     uint64_t fill_rows;                // rows the DW stage needs before its first output (0: none)
     uint64_t rows;                     // rows the DW / store stage produces (fill granularity)
     uint64_t macs;                     // multiply-accumulates done by the MAC array and DW unit
+    uint64_t tail_words;               // prefetched words popped by tail loops (not hidden by the stages)
 };
 
 #ifndef __SYNTHESIS__
@@ -115,16 +123,34 @@ static inline double acct_port_time(const acct_desc_t &a, int q, double lat) {
     return (double)a.issue[q] + lat * (double)a.entries[q];
 }
 
+#ifndef __SYNTHESIS__
+// The prefetch region before descriptor 0 (recorded in `pre`) is serial: fold it into descriptor
+// 0's record as its parameter load (PROC_WGT: the longest of the region's concurrent processes;
+// PORT_PAR: the region's traffic on the weight bundle).
+static inline void acct_fold_first(acct_desc_t &rec, const acct_desc_t &pre) {
+    uint64_t t = 0;
+    for (int i = 0; i < PROC_COUNT; i++)
+        if (pre.loop_cycles[i] > t) t = pre.loop_cycles[i];
+    rec.loop_cycles[PROC_WGT] += t;
+    rec.beats[PORT_PAR] += pre.beats[PORT_WGT];
+    rec.bursts[PORT_PAR] += pre.bursts[PORT_WGT];
+    rec.issue[PORT_PAR] += pre.issue[PORT_WGT];
+    rec.entries[PORT_PAR] += pre.entries[PORT_WGT];
+}
+#endif
+
 static inline double acct_desc_cycles(const acct_desc_t &a, double f_mhz) {
     const double lat = (double)CN_DDR_LAT_NS * f_mhz / 1000.0;  // first-beat latency in cycles
     const double bytes_per_cycle = (double)CN_DDR_PEAK_MBPS * CN_DDR_EFF_PCT / 100.0 / f_mhz;
     const double t_desc = (double)a.loop_cycles[PROC_DESC] + lat * (double)a.entries[PORT_DESC];
-    double t_par = (double)a.loop_cycles[PROC_WGT];
-    if (acct_port_time(a, PORT_PAR, 0) > t_par) t_par = acct_port_time(a, PORT_PAR, 0);
-    t_par += lat * (double)a.entries[PORT_PAR];
-    // weight chunks stall the MAC stage: latency per chunk and short-burst issue cost
-    const double t_mac = (double)a.loop_cycles[PROC_MAC] + lat * (double)a.entries[PORT_WGT] +
-                         (double)(a.issue[PORT_WGT] - a.beats[PORT_WGT]);
+    // serial: the first descriptor's parameters and chunk 0 (zero in every other record)
+    double t_first = (double)a.loop_cycles[PROC_WGT];
+    if (acct_port_time(a, PORT_PAR, 0) > t_first) t_first = acct_port_time(a, PORT_PAR, 0);
+    t_first += lat * (double)a.entries[PORT_PAR];
+    // concurrent: the prefetch of this descriptor's chunks 1.. and the next descriptor's parameters
+    // and chunk 0 on the weight bundle; the stages' loop cycles include their un-hidden tail fills
+    double t_fetch = (double)a.loop_cycles[PROC_FETCH];
+    if (acct_port_time(a, PORT_WGT, lat) > t_fetch) t_fetch = acct_port_time(a, PORT_WGT, lat);
     double t_load = (double)a.loop_cycles[PROC_LOAD];
     if (acct_port_time(a, PORT_RD, lat) > t_load) t_load = acct_port_time(a, PORT_RD, lat);
     double t_store = (double)a.loop_cycles[PROC_STORE];
@@ -132,12 +158,12 @@ static inline double acct_desc_cycles(const acct_desc_t &a, double f_mhz) {
     const double t_ddr =
         (double)(a.beats[PORT_RD] + a.beats[PORT_WR] + a.beats[PORT_WGT]) * CN_WORD_BYTES / bytes_per_cycle;
     double t = t_load;
-    const double others[4] = {t_mac, (double)a.loop_cycles[PROC_DW], t_store, t_ddr};
-    for (int i = 0; i < 4; i++)
+    const double others[5] = {(double)a.loop_cycles[PROC_MAC], (double)a.loop_cycles[PROC_DW], t_store, t_fetch, t_ddr};
+    for (int i = 0; i < 5; i++)
         if (others[i] > t) t = others[i];
     // fill: the depthwise stage waits for fill_rows input rows, made at the pace of the slowest stage
     const double fill = a.rows ? t * (double)a.fill_rows / (double)a.rows : 0.0;
-    return t_desc + t_par + t + fill;
+    return t_desc + t_first + t + fill;
 }
 
 }  // namespace codenet

@@ -10,32 +10,94 @@
 #define CN_DW_H_
 
 #include "cn_account.h"
+#include "cn_fetch.h"
 #include "cn_load.h"
 #include "cn_requant.h"
 #include "codenet_engine.h"
 
 namespace codenet {
 
-#define CN_DW_REC_WORDS 9  // depthwise weight record per group: 9 taps x 16 lanes (int8; int4 uses 5)
-
-struct dw_params_t {
-    qparam_t q[CN_MAX_G][CN_LANES];
-    word_t rec[CN_MAX_G][CN_DW_REC_WORDS];
+// The depthwise tables (bias/M/S, weight records) live inside cn_dw, double-buffered: half `ph`
+// in use, half ph ^ 1 filled from the prefetch stream (the next descriptor's, words [0, nq) of
+// the bias/M/S table then its records) at one word per iteration of the stage's loops.
+struct dfill_t {
+    int n, nq, drec, ph;
 };
+
+// Store the k-th word of the fill (one write to each lane bank of dq per group, one write to one
+// bank of drec per word).
+static inline void dw_fill_word(const dfill_t &f, int k, const word_t &w, qparam_t row[CN_LANES],
+                                qparam_t dq[2][CN_MAX_G][CN_LANES], word_t drec[2][CN_MAX_G][CN_DW_REC_WORDS]) {
+#pragma HLS INLINE
+    if (k < f.nq) {
+        if (qrow_push(row, w, k))
+            for (int l = 0; l < CN_LANES; l++) dq[f.ph][k / (CN_LANES / 2)][l] = row[l];
+    } else {  // records of 5 (int4) or 9 (int8) words: two constant divisions, no runtime divider
+        const int i = k - f.nq;
+        const int g = f.drec == 9 ? i / 9 : i / 5;
+        drec[f.ph][g][i - g * f.drec] = w;
+    }
+}
 
 static inline int lb_slot(int row) {
 #pragma HLS INLINE
     return row % CN_LB_ROWS;
 }
 
-static void cn_dw(const desc_t &d, const plan_t &p, const dw_params_t &dp, hls::stream<word_t> &mid_s,
-                  hls::stream<uint8_t> &offc_s, hls::stream<uint8_t> &offd_s, hls::stream<word_t> &out_s) {
+// Forward n words of the stage's input (a descriptor without a depthwise stage; n = 0 after the
+// depthwise loops) while popping the fill: during the forwarding whatever has arrived, then,
+// blocking, whatever has not (the stage waits for it: counted as tail_words).
+static void dw_forward_fill(int n, hls::stream<word_t> &mid_s, hls::stream<word_t> &out_s, const dfill_t &f, int &k,
+                            hls::stream<word_t> &dwp_s, qparam_t row[CN_LANES], qparam_t dq[2][CN_MAX_G][CN_LANES],
+                            word_t drec[2][CN_MAX_G][CN_DW_REC_WORDS]) {
+#pragma HLS INLINE
+    int i = 0, fk = k;
+DW_FORWARD:
+    while (i < n || fk < f.n) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 65536
+        word_t w;
+        bool got;
+        if (i < n) {
+            out_s.write(mid_s.read());
+            got = prefetch_pop(dwp_s, fk, f.n, w);
+        } else {
+            w = dwp_s.read();
+            got = true;
+        }
+        if (got) dw_fill_word(f, fk++, w, row, dq, drec);
+        i++;
+    }
+    CN_ACCT_LOOP(PROC_DW, i, 1, 2);
+    CN_ACCT_ADD(tail_words, (uint64_t)(i - n));
+    k = fk;
+}
+
+static void cn_dw(const desc_t &d, const plan_t &p, const fetch_plan_t &fp, hls::stream<word_t> &dwp_s,
+                  hls::stream<word_t> &mid_s, hls::stream<uint8_t> &offc_s, hls::stream<uint8_t> &offd_s,
+                  hls::stream<word_t> &out_s) {
     static word_t lb_a[CN_LB_ROWS * CN_LB_WORDS];
     static word_t lb_b[CN_LB_ROWS * CN_LB_WORDS];
     static uint8_t offmap[CN_LB_ROWS * CN_MAX_W];
+    static qparam_t dq[2][CN_MAX_G][CN_LANES];
+    static word_t drec[2][CN_MAX_G][CN_DW_REC_WORDS];
+    static int ph = 0;  // half in use (persists across descriptors)
+#pragma HLS ARRAY_PARTITION variable = dq complete dim = 3
+#pragma HLS ARRAY_PARTITION variable = drec complete dim = 3
+#pragma HLS BIND_STORAGE variable = dq type = ram_s2p impl = lutram
+#pragma HLS BIND_STORAGE variable = drec type = ram_s2p impl = lutram
+    qparam_t row[CN_LANES];  // fill: the bias/M/S group being assembled
+#pragma HLS ARRAY_PARTITION variable = row complete
+    dfill_t f;
+    f.nq = fp.ndq;
+    f.n = fp.ndq + fp.ndr;
+    f.drec = fp.drec;
+    f.ph = ph ^ 1;
+    int fk = 0;
     const int reps = n_reps(p);
-    if (d.op == CN_OP_DENSE || d.op == CN_OP_MOVE) {
-        stage_bypass(p, mid_s, out_s, PROC_DW);
+    if (d.op != CN_OP_DWBLOCK && d.op != CN_OP_MAXPOOL) {
+        dw_forward_fill(p.mac_h * p.mac_w * p.n_mid, mid_s, out_s, f, fk, dwp_s, row, dq, drec);
+        ph ^= 1;
         return;
     }
     const bool pool = d.op == CN_OP_MAXPOOL;
@@ -51,7 +113,7 @@ static void cn_dw(const desc_t &d, const plan_t &p, const dw_params_t &dp, hls::
     if (!pool)
         for (int g = 0; g < p.n_mid; g++)
             for (int t = 0; t < 9; t++)
-                for (int l = 0; l < CN_LANES; l++) wdec[g][t][l] = packed_weight(dp.rec[g], t * CN_LANES + l, wbits);
+                for (int l = 0; l < CN_LANES; l++) wdec[g][t][l] = packed_weight(drec[ph][g], t * CN_LANES + l, wbits);
 #endif
     CN_ACCT_SET(rows, (uint64_t)d.out_h * reps);
     {
@@ -89,6 +151,8 @@ DW_PASSES:
                     } else {
                         offmap[lb_slot(next) * CN_MAX_W + x] = off_dram ? offd_s.read() : offc_s.read();
                     }
+                    word_t pw;  // prefetch: at most one word of the next descriptor's tables
+                    if (prefetch_pop(dwp_s, fk, f.n, pw)) dw_fill_word(f, fk++, pw, row, dq, drec);
                     if (++k == per_px) {
                         k = 0;
                         x++;
@@ -138,20 +202,22 @@ DW_PASSES:
                             if (tin[t] && u > v) v = u;
                         }
                     } else {
-                        acc_t acc = (acc_t)dp.q[gg][l].bias;
+                        acc_t acc = (acc_t)dq[ph][gg][l].bias;
                         for (int t = 0; t < 9; t++) {
                             const act_t u = tin[t] ? decode_act(lane_get(tw[t], l), sgn) : (act_t)0;
 #ifdef CN_EMU_NATIVE
                             acc += (acc_t)wdec[gg][t][l] * (acc_t)u;
 #else
-                            acc += (acc_t)(packed_weight(dp.rec[gg], t * CN_LANES + l, wbits) * u);
+                            acc += (acc_t)(packed_weight(drec[ph][gg], t * CN_LANES + l, wbits) * u);
 #endif
                         }
-                        v = gg * CN_LANES + l < d.cout ? requant(acc, dp.q[gg][l], d.main.lo, d.main.hi) : (act_t)0;
+                        v = gg * CN_LANES + l < d.cout ? requant(acc, dq[ph][gg][l], d.main.lo, d.main.hi) : (act_t)0;
                     }
                     lane_set(o, l, (uint8_t)(int)v);
                 }
                 out_s.write(o);
+                word_t pw;  // prefetch: at most one word of the next descriptor's tables
+                if (prefetch_pop(dwp_s, fk, f.n, pw)) dw_fill_word(f, fk++, pw, row, dq, drec);
                 if (++g == pg) {
                     g = 0;
                     ox++;
@@ -161,6 +227,8 @@ DW_PASSES:
             CN_ACCT_ADD(macs, pool ? 0 : (uint64_t)trip * CN_DW_PE * 9);
         }
     }
+    dw_forward_fill(0, mid_s, out_s, f, fk, dwp_s, row, dq, drec);
+    ph ^= 1;
 }
 
 }  // namespace codenet

@@ -235,25 +235,6 @@ static inline int rep_groups(const plan_t &p, int r) {
 
 static inline int n_reps(const plan_t &p) { return p.n_chunks > 1 ? p.n_chunks : p.n_passes; }
 
-// A stage with nothing to do for this op forwards its input stream: the words of every rep
-// (chunk / pass), mac_h x mac_w pixels of rep_groups words each.
-static void stage_bypass(const plan_t &p, hls::stream<word_t> &in, hls::stream<word_t> &out, int proc) {
-#pragma HLS INLINE
-    const int reps = n_reps(p);
-BYPASS_REPS:
-    for (int r = 0; r < reps; r++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
-        const int n = p.mac_h * p.mac_w * rep_groups(p, r);
-    BYPASS:
-        for (int i = 0; i < n; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 16 max = 65536
-            out.write(in.read());
-        }
-        CN_ACCT_LOOP(proc, n, 1, 2);
-    }
-}
-
 // The LOAD process.
 static void cn_load(const desc_t &d, const plan_t &p, const word_t *act, hls::stream<word_t> &in_s,
                     hls::stream<uint8_t> &offd_s) {
@@ -261,6 +242,7 @@ static void cn_load(const desc_t &d, const plan_t &p, const word_t *act, hls::st
     static word_t ring[CN_IM2COL_ROWS * CN_IM2COL_WORDS];
     static piece_t pieces[CN_MAX_PIECES];
     static uint8_t offrow[CN_MAX_W];
+    if (d.op == CN_OP_PREFETCH) return;  // the first descriptor's parameter prefetch: nothing to read
     const int np = segment_pieces(d, p, pieces);
     const bool off_dram = (d.flags & CN_FLAG_OFF_DRAM) != 0;
     const int reps = n_reps(p);

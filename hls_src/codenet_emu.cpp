@@ -34,7 +34,8 @@ bool qtable_ok(const uint8_t *wgt, uint64_t addr, uint64_t n_ch) {
     return true;
 }
 
-int check_one(const uint32_t words[CN_DESC_WORDS], const uint8_t *wgt, uint64_t wgt_size, uint64_t act_size) {
+int check_one(const uint32_t words[CN_DESC_WORDS], const uint8_t *wgt, uint64_t wgt_size, uint64_t act_size,
+              bool params) {
     desc_t d;
     plan_t p;
     int code = decode_desc(words, d, p);
@@ -43,6 +44,7 @@ int check_one(const uint32_t words[CN_DESC_WORDS], const uint8_t *wgt, uint64_t 
 #ifndef CN_PLANTED_BUG  // tests build the fuzzer without the address proof to see it caught
     if (e.act_end > act_size || e.wgt_end > wgt_size) return CN_STATUS_BAD_ADDR;
 #endif
+    if (!params) return CN_STATUS_OK;
     const uint64_t n_ch = (uint64_t)p.n_mid * CN_LANES;
     if (d.op == CN_OP_DENSE && !qtable_ok(wgt, d.main.q_addr, n_ch)) return CN_STATUS_BAD_PARAM;
     if (d.op == CN_OP_DWBLOCK) {
@@ -89,24 +91,29 @@ uint32_t codenet_native_types(void) {
 
 uint32_t codenet_acct_record_size(void) { return (uint32_t)sizeof(acct_desc_t); }
 
-uint32_t codenet_check(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, const uint8_t *wgt,
-                       uint64_t wgt_size, uint64_t act_size) {
+}  // extern "C"
+
+namespace {
+
+// The host's proof of a table; params: also every M / S the descriptors will load.
+uint32_t check_table(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, const uint8_t *wgt,
+                     uint64_t wgt_size, uint64_t act_size, bool params) {
     if (n_layers > CN_MAX_LAYERS) return CN_STATUS_BAD_COUNT;
     if ((uint64_t)n_layers * CN_DESC_WORDS * 4 > desc_size) return CN_STATUS_BAD_ADDR;
     if (wgt_size % CN_WORD_BYTES || act_size % CN_WORD_BYTES) return CN_STATUS_BAD_ADDR;
     for (uint32_t i = 0; i < n_layers; i++) {
         uint32_t words[CN_DESC_WORDS];
         read_words(desc + (uint64_t)i * CN_DESC_WORDS * 4, words, CN_DESC_WORDS);
-        const int code = check_one(words, wgt, wgt_size, act_size);
+        const int code = check_one(words, wgt, wgt_size, act_size, params);
         if (code != CN_STATUS_OK) return (uint32_t)code | (i << 16);
     }
     return CN_STATUS_OK;
 }
 
-uint32_t codenet_run_ports(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, const uint8_t *wgt,
-                           uint64_t wgt_size, uint8_t *act, uint64_t act_size, uint32_t *cycles, void *records,
-                           uint32_t capacity) {
-    uint32_t cyc = 0, status = codenet_check(desc, desc_size, n_layers, wgt, wgt_size, act_size);
+uint32_t run_ports(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, const uint8_t *wgt, uint64_t wgt_size,
+                   uint8_t *act, uint64_t act_size, uint32_t *cycles, void *records, uint32_t capacity,
+                   bool host_params) {
+    uint32_t cyc = 0, status = check_table(desc, desc_size, n_layers, wgt, wgt_size, act_size, host_params);
     if (status == CN_STATUS_OK) {
         std::lock_guard<std::mutex> lock(g_engine_mutex);
         static uint32_t table[CN_MAX_LAYERS * CN_DESC_WORDS];
@@ -126,6 +133,27 @@ uint32_t codenet_run_ports(const uint8_t *desc, uint64_t desc_size, uint32_t n_l
     }
     if (cycles) *cycles = cyc;
     return status;
+}
+
+}  // namespace
+
+extern "C" {
+
+uint32_t codenet_check(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, const uint8_t *wgt,
+                       uint64_t wgt_size, uint64_t act_size) {
+    return check_table(desc, desc_size, n_layers, wgt, wgt_size, act_size, true);
+}
+
+uint32_t codenet_run_ports(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers, const uint8_t *wgt,
+                           uint64_t wgt_size, uint8_t *act, uint64_t act_size, uint32_t *cycles, void *records,
+                           uint32_t capacity) {
+    return run_ports(desc, desc_size, n_layers, wgt, wgt_size, act, act_size, cycles, records, capacity, true);
+}
+
+uint32_t codenet_run_ports_engine_params(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers,
+                                         const uint8_t *wgt, uint64_t wgt_size, uint8_t *act, uint64_t act_size,
+                                         uint32_t *cycles) {
+    return run_ports(desc, desc_size, n_layers, wgt, wgt_size, act, act_size, cycles, 0, 0, false);
 }
 
 uint32_t codenet_run(uint8_t *dram, uint64_t dram_size, uint64_t desc_addr, uint32_t n_layers, uint64_t wgt_addr,

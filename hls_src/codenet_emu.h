@@ -38,6 +38,12 @@ uint32_t codenet_run_ports(const uint8_t *desc, uint64_t desc_size, uint32_t n_l
                            uint64_t wgt_size, uint8_t *act, uint64_t act_size, uint32_t *cycles, void *records,
                            uint32_t capacity);
 
+/* Tests only: codenet_run_ports without the host's M / S proof, so the engine's own parameter
+ * check (in the prefetch, one descriptor ahead) decides the status; no account records. */
+uint32_t codenet_run_ports_engine_params(const uint8_t *desc, uint64_t desc_size, uint32_t n_layers,
+                                         const uint8_t *wgt, uint64_t wgt_size, uint8_t *act, uint64_t act_size,
+                                         uint32_t *cycles);
+
 /* Same over one DRAM image; *_addr are byte offsets into it (the register values minus the
  * image's physical base address). */
 uint32_t codenet_run(uint8_t *dram, uint64_t dram_size, uint64_t desc_addr, uint32_t n_layers, uint64_t wgt_addr,

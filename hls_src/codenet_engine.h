@@ -64,6 +64,10 @@ static inline word_t word_zero() {
 }
 #endif
 
+// Internal op of the region that runs before the first descriptor: no work, only the prefetch of
+// the first descriptor's parameters and MAC weight chunk 0 (decode_desc refuses op 0 in a table).
+#define CN_OP_PREFETCH 0
+
 namespace codenet {
 
 // Per output channel requantisation parameters (bias in accumulator units, M, S).

@@ -87,8 +87,8 @@
 #define CN_MAX_G 128               // channel groups of one tensor = CN_MAX_C / CN_LANES
 
 // ---------------------------------------------------------------- arithmetic widths
-#define CN_ACC_BITS 32             // MAC accumulator, initialised with the bias (a tiny offset-conv weight
-                                   // scale makes the bias large in accumulator units); compiler proves it
+#define CN_ACC_BITS 32             // MAC accumulator, bias included (a tiny offset-conv weight scale makes
+                                   // the bias large in accumulator units); compiler proves it
 #define CN_M_BITS 15               // requant multiplier 1 <= M < 2^15
 #define CN_MAX_SHIFT 47            // requant shift 1 <= S <= 47 (64-bit intermediate)
 #define CN_QPARAM_BYTES 8          // per output channel: int32 bias, uint32 (M | S << 16)

@@ -1,7 +1,9 @@
-// codenet_top.cpp -- the top function: walk the descriptor table, load each descriptor's
-// parameters, run its dataflow region (cn_load -> cn_mac -> cn_dw -> cn_store).
+// codenet_top.cpp -- the top function: walk the descriptor table, decoding each descriptor one
+// ahead, and run each descriptor's dataflow region (cn_fetch | cn_load -> cn_mac -> cn_dw ->
+// cn_store), in which cn_fetch prefetches the next descriptor's parameters and weight chunk 0.
 #include "cn_account.h"
 #include "cn_dw.h"
+#include "cn_fetch.h"
 #include "cn_load.h"
 #include "cn_mac.h"
 #include "cn_requant.h"
@@ -16,105 +18,55 @@ acct_desc_t *g_acct_records = 0;  // set by the emulation library: one record pe
 uint32_t g_acct_capacity = 0;
 #endif
 
-// Burst-read a bias/M/S table of n_g groups (8 words per group, two channels per word).
-static bool load_qtable(const word_t *wgt, uint32_t addr, int n_g, qparam_t q[][CN_LANES]) {
+// Read and check descriptor i (its record in the account is the current one).
+static int read_desc(const uint32_t *desc, uint32_t i, desc_t &d, plan_t &p) {
 #pragma HLS INLINE
-    const uint32_t base = addr / CN_WORD_BYTES;
-    const int n = n_g * CN_LANES / 2;
-    bool ok = true;
-    qparam_t row[CN_LANES];  // shift register: a group's 16 channels arrive two per word
-#pragma HLS ARRAY_PARTITION variable = row complete
-    int k = 0, g = 0;
-QLOAD:
-    for (int i = 0; i < n; i++) {
+    uint32_t words[CN_DESC_WORDS];
+READ_DESC:
+    for (int k = 0; k < CN_DESC_WORDS; k++) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 8 max = 1024
-        const word_t w = wgt[base + i];
-        CN_ACCT_AXI(PORT_PAR, base + i);
-        for (int l = 0; l < CN_LANES - 2; l++) row[l] = row[l + 2];
-        ok &= decode_qparam(w, 0, row[CN_LANES - 2]);
-        ok &= decode_qparam(w, 1, row[CN_LANES - 1]);
-        if (++k == CN_LANES / 2) {  // a whole group: one write to each of the 16 lane banks
-            for (int l = 0; l < CN_LANES; l++) q[g][l] = row[l];
-            k = 0;
-            g++;
-        }
+        words[k] = desc[i * CN_DESC_WORDS + k];
     }
-    CN_ACCT_AXI_END(PORT_PAR);
-    CN_ACCT_LOOP(PROC_WGT, n, 1, CN_DEPTH_AXI);
-    return ok;
+    CN_ACCT_LOOP(PROC_DESC, CN_DESC_WORDS, 1, CN_DEPTH_AXI);
+    CN_ACCT_ADD(entries[PORT_DESC], 1);
+    CN_ACCT_ADD(beats[PORT_DESC], CN_DESC_WORDS / 4);
+    return decode_desc(words, d, p);
 }
 
-// Burst-read n_g records of `rec` words (rec <= stride) into dst[g][0..rec).
-template <int STRIDE>
-static void load_records(const word_t *wgt, uint32_t addr, int n_g, int rec, word_t dst[CN_MAX_G][STRIDE]) {
-#pragma HLS INLINE
-    const uint32_t base = addr / CN_WORD_BYTES;
-    const int n = n_g * rec;
-    int g = 0, k = 0;
-RLOAD:
-    for (int i = 0; i < n; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1152
-        dst[g][k] = wgt[base + i];
-        CN_ACCT_AXI(PORT_PAR, base + i);
-        if (++k == rec) {
-            k = 0;
-            g++;
-        }
-    }
-    CN_ACCT_AXI_END(PORT_PAR);
-    CN_ACCT_LOOP(PROC_WGT, n, 1, CN_DEPTH_AXI);
-}
-
-// Everything a descriptor's processes read on chip besides the MAC weights.
-static int load_desc_params(const desc_t &d, const plan_t &p, const word_t *wgt, stage_params_t &sp,
-                            dw_params_t &dp) {
-#pragma HLS INLINE
-    static word_t ofrec[CN_MAX_G][1];
-    static qparam_t oq[1][CN_LANES];
-#pragma HLS BIND_STORAGE variable = ofrec type = ram_1p impl = lutram
-    bool ok = true;
-    const bool has_pw = (d.flags & CN_FLAG_HAS_PW) != 0;
-    if (d.op == CN_OP_DENSE) ok &= load_qtable(wgt, d.main.q_addr, p.n_mid, sp.q);
-    if (d.op == CN_OP_DWBLOCK) {
-        ok &= load_qtable(wgt, d.main.q_addr, p.n_mid, dp.q);
-        load_records<CN_DW_REC_WORDS>(wgt, d.main.w_addr, p.n_mid, d.main.wbits == 8 ? 9 : 5, dp.rec);
-        if (has_pw) ok &= load_qtable(wgt, d.pw.q_addr, p.n_mid, sp.q);
-        if (d.flags & CN_FLAG_OFF_ONCHIP) {
-            ok &= load_qtable(wgt, d.of.q_addr, 1, oq);
-            sp.oq = oq[0][0];
-            load_records<1>(wgt, d.of.w_addr, p.n_mid, 1, ofrec);
-        }
-    }
-OFW:
-    for (int g = 0; g < p.n_mid; g++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128
-        for (int l = 0; l < CN_LANES; l++)
-            sp.ofw[g][l] = (d.flags & CN_FLAG_OFF_ONCHIP) ? packed_weight(ofrec[g], l, d.of.wbits) : (wgt_t)0;
-    }
-    return ok ? CN_STATUS_OK : CN_STATUS_BAD_PARAM;
-}
-
-static void run_dataflow(const desc_t &d, const plan_t &p, const word_t *wgt, const word_t *act_rd, word_t *act_wr,
-                         const stage_params_t &sp, const dw_params_t &dp) {
+// One descriptor's DATAFLOW region: the four stages of `d`, and cn_fetch prefetching (fp) the
+// weight chunks 1.. of `d` and the next descriptor's parameters and chunk 0 into the idle halves
+// of cn_mac's and cn_dw's tables.  next_ok: the next descriptor's bias/M/S words are in range.
+static void run_dataflow(const desc_t &d, const plan_t &p, const fetch_plan_t &fp, const word_t *wgt,
+                         const word_t *act_rd, word_t *act_wr, bool &next_ok) {
 #pragma HLS DATAFLOW
+    hls::stream<word_t> w_s("w_s");
+    hls::stream<word_t> dwp_s("dwp_s");
     hls::stream<word_t> in_s("in_s");
     hls::stream<word_t> mid_s("mid_s");
     hls::stream<word_t> out_s("out_s");
     hls::stream<uint8_t> offc_s("offc_s");
     hls::stream<uint8_t> offd_s("offd_s");
+#pragma HLS STREAM variable = w_s depth = 64
+#pragma HLS STREAM variable = dwp_s depth = 64
 #pragma HLS STREAM variable = in_s depth = 64
 #pragma HLS STREAM variable = mid_s depth = 64
 #pragma HLS STREAM variable = out_s depth = 64
 #pragma HLS STREAM variable = offc_s depth = 16
 #pragma HLS STREAM variable = offd_s depth = 16
+    cn_fetch(fp, wgt, w_s, dwp_s, next_ok);
     cn_load(d, p, act_rd, in_s, offd_s);
-    cn_mac(d, p, wgt, sp, in_s, mid_s, offc_s);
-    cn_dw(d, p, dp, mid_s, offc_s, offd_s, out_s);
+    cn_mac(d, p, fp, w_s, in_s, mid_s, offc_s);
+    cn_dw(d, p, fp, dwp_s, mid_s, offc_s, offd_s, out_s);
     cn_store(d, p, act_wr, out_s);
 }
+
+#ifndef __SYNTHESIS__
+static acct_desc_t *acct_record(uint32_t i, acct_desc_t scratch[2]) {
+    acct_desc_t *rec = (g_acct_records && i < g_acct_capacity) ? &g_acct_records[i] : &scratch[i & 1];
+    *rec = acct_desc_t();
+    return rec;
+}
+#endif
 
 }  // namespace codenet
 
@@ -134,16 +86,6 @@ extern "C" void codenet_top(const uint32_t *desc, uint32_t n_layers, const word_
 #pragma HLS INTERFACE s_axilite port = status bundle = control
 #pragma HLS INTERFACE s_axilite port = cycles bundle = control
 #pragma HLS INTERFACE s_axilite port = return bundle = control
-    static stage_params_t sp;
-    static dw_params_t dp;
-#pragma HLS ARRAY_PARTITION variable = sp.q complete dim = 2
-#pragma HLS ARRAY_PARTITION variable = sp.ofw complete dim = 2
-#pragma HLS ARRAY_PARTITION variable = dp.q complete dim = 2
-#pragma HLS ARRAY_PARTITION variable = dp.rec complete dim = 2
-#pragma HLS BIND_STORAGE variable = sp.q type = ram_1p impl = lutram
-#pragma HLS BIND_STORAGE variable = sp.ofw type = ram_1p impl = lutram
-#pragma HLS BIND_STORAGE variable = dp.q type = ram_1p impl = lutram
-#pragma HLS BIND_STORAGE variable = dp.rec type = ram_1p impl = lutram
     uint32_t st = CN_STATUS_OK;
     double total = 0;
     if (n_layers > CN_MAX_LAYERS) {
@@ -151,37 +93,68 @@ extern "C" void codenet_top(const uint32_t *desc, uint32_t n_layers, const word_
         *cycles = 0;
         return;
     }
+    if (n_layers == 0) {
+        *status = CN_STATUS_OK;
+        *cycles = 0;
+        return;
+    }
+#ifndef __SYNTHESIS__
+    acct_desc_t scratch[2], pre;
+    acct_desc_t *rec = acct_record(0, scratch), *rec_next = rec;
+    g_acct.cur = rec;
+#endif
+    desc_t d, dn;  // the descriptor to run, the next one (decoded one descriptor ahead)
+    plan_t p, pn;
+    int code = read_desc(desc, 0, dn, pn);
+    if (code == CN_STATUS_OK) {
+        // the first descriptor's parameters and MAC chunk 0: a region with no work of its own
+        desc_t d0 = desc_t();
+        plan_t p0 = plan_t();
+        d0.op = CN_OP_PREFETCH;
+        fetch_plan_t fp;
+        plan_fetch(d0, p0, dn, pn, true, fp);
+        bool ok = true;
+#ifndef __SYNTHESIS__
+        pre = acct_desc_t();
+        g_acct.cur = &pre;
+#endif
+        run_dataflow(d0, p0, fp, wgt, act_rd, act_wr, ok);
+#ifndef __SYNTHESIS__
+        acct_fold_first(*rec, pre);
+#endif
+        if (!ok) code = CN_STATUS_BAD_PARAM;
+    }
+    if (code != CN_STATUS_OK) st = (uint32_t)code;
 LAYERS:
     for (uint32_t i = 0; i < n_layers; i++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 128
+        if (st != CN_STATUS_OK) break;
+        d = dn;
+        p = pn;
+        bool has_next = false;
+        int next_code = CN_STATUS_OK;
+        if (i + 1 < n_layers) {  // decode the next descriptor first: the region prefetches its parameters
 #ifndef __SYNTHESIS__
-        acct_desc_t scratch;
-        acct_desc_t *rec = (g_acct_records && i < g_acct_capacity) ? &g_acct_records[i] : &scratch;
-        *rec = acct_desc_t();
+            rec_next = acct_record(i + 1, scratch);
+            g_acct.cur = rec_next;
+#endif
+            next_code = read_desc(desc, i + 1, dn, pn);
+            has_next = next_code == CN_STATUS_OK;
+        }
+        fetch_plan_t fp;
+        plan_fetch(d, p, dn, pn, has_next, fp);
+        bool next_ok = true;
+#ifndef __SYNTHESIS__
         g_acct.cur = rec;
 #endif
-        uint32_t words[CN_DESC_WORDS];
-    READ_DESC:
-        for (int k = 0; k < CN_DESC_WORDS; k++) {
-#pragma HLS PIPELINE II = 1
-            words[k] = desc[i * CN_DESC_WORDS + k];
-        }
-        CN_ACCT_LOOP(PROC_DESC, CN_DESC_WORDS, 1, CN_DEPTH_AXI);
-        CN_ACCT_ADD(entries[PORT_DESC], 1);
-        CN_ACCT_ADD(beats[PORT_DESC], CN_DESC_WORDS / 4);
-        desc_t d;
-        plan_t p;
-        int code = decode_desc(words, d, p);
-        if (code == CN_STATUS_OK) code = load_desc_params(d, p, wgt, sp, dp);
-        if (code != CN_STATUS_OK) {
-            st = (uint32_t)code | (i << 16);
-            break;
-        }
-        run_dataflow(d, p, wgt, act_rd, act_wr, sp, dp);
+        run_dataflow(d, p, fp, wgt, act_rd, act_wr, next_ok);
 #ifndef __SYNTHESIS__
         total += acct_desc_cycles(*rec, 250.0);
+        rec = rec_next;
         g_acct.cur = 0;
 #endif
+        if (next_code != CN_STATUS_OK) st = (uint32_t)next_code | ((i + 1) << 16);
+        else if (!next_ok) st = (uint32_t)CN_STATUS_BAD_PARAM | ((i + 1) << 16);
     }
 #ifndef __SYNTHESIS__
     g_acct.cur = 0;

@@ -382,3 +382,97 @@ def test_compiler_runs_the_engine_checker(lib, monkeypatch):
     with pytest.raises(ProgramError, match="engine's checker"):
         compile_program(prog, verify="always")
     compile_program(prog, verify="never")  # the planted bug passes unverified
+
+
+# --------------------------------------------------------------------------- weight / parameter prefetch
+def _next_param_words(desc_row: np.ndarray) -> int:
+    """Bias/M/S words a descriptor's stages load (8 words per 16-channel group and table)."""
+    op = int(desc_row[P.D_HEADER]) & 0xFF
+    n_mid = -(-(int(desc_row[P.D_CH]) >> 16) // 16)
+    return {P.OP_DENSE: 8 * n_mid, P.OP_DWBLOCK: 8 * n_mid}.get(op, 0)
+
+
+def test_prefetch_charges_the_next_descriptors_parameters_concurrently(lib):
+    """Descriptor i's region prefetches descriptor i+1's parameters and MAC chunk 0 (cn_fetch): they are
+    counted on the weight bundle of record i, a term of the max() that overlaps the stages; only
+    descriptor 0 has a serial parameter load; no word of the weight region is read twice a frame."""
+    prog = random_program(np.random.default_rng(5), input_hw=(32, 32))
+    cp = compile_program(prog)
+    acc = emulib.account(cp, image_for(prog), lib=lib)
+    assert acc[0]["beats"]["params"] > 0 and acc[0]["loops"]["params"] > 0
+    assert all(a["beats"]["params"] == 0 and a["loops"]["params"] == 0 for a in acc[1:])
+    words = cp.descriptors
+    assert any(_next_param_words(words[i + 1]) for i in range(cp.n_layers - 1))
+    for i, a in enumerate(acc):
+        nxt = _next_param_words(words[i + 1]) if i + 1 < cp.n_layers else 0
+        assert a["beats"]["weights"] >= nxt
+        assert a["loops"]["fetch"] >= a["beats"]["weights"]
+        assert a["cycles"][250.0] >= a["beats"]["weights"]  # the fetch is one of the overlapped terms
+    # every record once (the padding that 64-byte aligns the records is not read)
+    assert cp.weights.size // 16 - 4 * cp.n_layers * 4 <= sum(a["beats"]["params"] + a["beats"]["weights"]
+                                                              for a in acc) <= cp.weights.size // 16
+
+
+def _wide_pointwise(hw) -> Program:
+    b = _b(hw)
+    x = b.conv("image", 1024, k=1, name="widen")
+    return b.build({"hm": b.conv(x, 512, k=1, kind="s8", name="wide")})
+
+
+def test_prefetch_tail_when_chunk_weights_exceed_the_hidden_budget(lib):
+    """`wide` (1024 -> 512 pointwise) has two weight chunks of 8,192 words.  Its chunk 0 and bias/M/S
+    (256 words) are prefetched during `widen`'s region, its chunk 1 while its chunk 0 computes, one
+    word per MAC-loop iteration: the loops hide pixels x 64 and pixels x 1024 words, the MAC stage
+    waits for the rest (tail fills, counted in its loop cycles).  At 8 x 8 `wide` hides its chunk 1,
+    at 2 x 2 it does not.  Bit-exact either way."""
+    for hw in ((2, 2), (8, 8)):
+        prog = _wide_pointwise(hw)
+        assert all(v == 0 for v in compare_all(prog, lib).values())
+        cp = compile_program(prog)
+        acc = emulib.account(cp, image_for(prog), lib=lib)
+        i = [k for k, inf in enumerate(cp.info) if inf.layers[0] == "wide"][0]
+        assert cp.info[i - 1].layers[0] == "widen"
+        assert acc[i - 1]["beats"]["weights"] == 256 + 8192 and acc[i]["beats"]["weights"] == 8192
+        px = hw[0] * hw[1]
+        assert acc[i - 1]["tail_words"] == 256 + 8192 - px * 64
+        assert acc[i]["tail_words"] == max(0, 8192 - px * 1024)
+        for a in acc[i - 1:i + 1]:
+            assert a["loops"]["mac"] >= a["tail_words"]
+
+
+def test_engine_refuses_bad_parameters_at_the_right_descriptor(lib):
+    """The prefetch checks descriptor i+1's M / S while descriptor i runs: a bad table still stops the
+    run before descriptor i+1 with status BAD_PARAM | (i+1) << 16, after descriptor i's output is
+    written (the host's own proof of the table is bypassed for this)."""
+    import ctypes
+
+    prog = random_program(np.random.default_rng(3), input_hw=(16, 16))
+    cp = compile_program(prog, reuse=False)
+    img = image_for(prog)
+    fn = lib._lib.codenet_run_ports_engine_params
+    fn.restype = ctypes.c_uint32
+    u8p = ctypes.POINTER(ctypes.c_uint8)
+
+    def run(wgt: np.ndarray):
+        act = cp.new_activations()
+        cp.write_input(act, img)
+        desc = np.ascontiguousarray(cp.desc_bytes())
+        cyc = ctypes.c_uint32(0)
+        st = fn(desc.ctypes.data_as(u8p), ctypes.c_uint64(desc.size), ctypes.c_uint32(cp.n_layers),
+                wgt.ctypes.data_as(u8p), ctypes.c_uint64(wgt.size), act.ctypes.data_as(u8p),
+                ctypes.c_uint64(act.size), ctypes.byref(cyc))
+        return int(st), act
+
+    st, ref = run(cp.weights.copy())
+    assert st == 0
+    dense = [i for i in range(cp.n_layers) if int(cp.descriptors[i, P.D_HEADER]) & 0xFF == P.OP_DENSE]
+    for i in (dense[0], dense[2]):
+        wgt = cp.weights.copy()
+        q = int(cp.descriptors[i, P.D_Q_ADDR])
+        wgt[q + 5] = 0x80  # M = 2^15 for channel 0
+        st, act = run(wgt)
+        assert st == P.STATUS_BAD_PARAM | (i << 16)
+        if i:  # the descriptor before it ran to the end
+            prev = cp.info[i - 1].layers[-1]
+            if prev in cp.placements:
+                assert np.array_equal(cp.read_tensor(act, prev), cp.read_tensor(ref, prev))

@@ -405,6 +405,40 @@ def test_lint_wide_words_count_one_read_per_element(tmp_path):
     assert "'buf' 3 distinct elements per iteration, 3 from one bank" in found[0].message
 
 
+PING_PONG = """
+static void fill(int buf[2][64][8], int h, int i, int v) {
+#pragma HLS INLINE
+    buf[h][i / 8][i %% 8] = v;
+}
+void top(const int *in, int *out, int n) {
+""" + PORTS + """
+    static int buf[2][64][8];
+#pragma HLS ARRAY_PARTITION variable=buf complete dim=3
+    int cur = in[0] & 1;
+    for (int i = 0; i < n; i++) {
+#pragma HLS PIPELINE II=1
+        int s = 0;
+        for (int k = 0; k < 8; k++) s += buf[cur][i & 63][k]%s;
+        fill(buf, cur ^ 1, i & 511, in[i]);
+        out[i] = s;
+    }
+}
+"""
+
+
+def test_lint_counts_writes_against_the_ports(tmp_path):
+    """A ping-pong buffer: each bank read once (the half in use) and written once (the idle half, a
+    runtime bank: a write-enable decode) per iteration fits its two ports; a second read of the same
+    bank does not, nor does a read-modify-write (a[i] += x) beside a read."""
+    assert lint_snippet(tmp_path, PING_PONG % "") == []
+    bad = lint_snippet(tmp_path, PING_PONG % " + buf[cur][(i + 1) & 63][k]")
+    assert rules(bad) == {"ii"}
+    assert "'buf' 16 distinct elements and writes 1 per iteration, 3 from one bank" in bad[0].message
+    rmw = PING_PONG.replace("fill(buf, cur ^ 1, i & 511, in[i]);", "buf[cur][(i + 2) & 63][0] += in[i];")
+    bad = lint_snippet(tmp_path, rmw % "")
+    assert rules(bad) == {"ii"} and "and writes 1 per iteration, 3 from one bank" in bad[0].message
+
+
 FUNC_PIPE = """
 struct vec { int v[16]; };
 static int sum(vec x, int m) {

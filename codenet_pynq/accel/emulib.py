@@ -37,7 +37,7 @@ STATUS_TEXT = {1: "bad descriptor magic or version", 2: "unsupported op or flag 
                6: "a requantisation multiplier or shift out of range"}
 
 #: processes and AXI ports of the account, in the order of ``cn_account.h``
-PROCS = ("desc", "params", "load", "mac", "dw", "store")
+PROCS = ("desc", "params", "load", "mac", "dw", "store", "fetch")
 PORTS = ("desc", "params", "weights", "act_rd", "act_wr")
 
 
@@ -47,7 +47,7 @@ class AcctRecord(ctypes.Structure):
     _fields_ = [("loop_cycles", ctypes.c_uint64 * len(PROCS)), ("beats", ctypes.c_uint64 * len(PORTS)),
                 ("bursts", ctypes.c_uint64 * len(PORTS)), ("issue", ctypes.c_uint64 * len(PORTS)),
                 ("entries", ctypes.c_uint64 * len(PORTS)), ("fill_rows", ctypes.c_uint64),
-                ("rows", ctypes.c_uint64), ("macs", ctypes.c_uint64)]
+                ("rows", ctypes.c_uint64), ("macs", ctypes.c_uint64), ("tail_words", ctypes.c_uint64)]
 
 
 def status_message(status: int) -> str:
@@ -194,8 +194,9 @@ def run_compiled(compiled: CompiledProgram, image: np.ndarray, lib: Optional[Emu
 def account(compiled: CompiledProgram, image: np.ndarray, lib: Optional[EmuLibrary] = None,
             clocks_mhz: Tuple[float, ...] = (250.0, 200.0)) -> List[Dict[str, object]]:
     """Run a compiled program and return its cycle and burst account, one dict per descriptor:
-    ``loops`` (process -> loop cycles), ``beats`` / ``bursts`` (port -> count), ``macs``, and
-    ``cycles`` (clock MHz -> counted cycles under the DDR model of ``hls_src/cn_account.h``)."""
+    ``loops`` (process -> loop cycles), ``beats`` / ``bursts`` (port -> count), ``macs``, ``tail_words``
+    (prefetched words the MAC / depthwise stage popped after its loops: the fill its loops did not
+    hide), and ``cycles`` (clock MHz -> counted cycles under the DDR model of ``hls_src/cn_account.h``)."""
     lib = lib if lib is not None else load_library()
     act = compiled.new_activations()
     compiled.write_input(act, image)
@@ -210,6 +211,7 @@ def account(compiled: CompiledProgram, image: np.ndarray, lib: Optional[EmuLibra
         r = records[i]
         out.append({"index": i, "loops": dict(zip(PROCS, list(r.loop_cycles))), "beats": dict(zip(PORTS, list(r.beats))),
                     "bursts": dict(zip(PORTS, list(r.bursts))), "macs": int(r.macs),
+                    "tail_words": int(r.tail_words),
                     "cycles": {f: lib.desc_cycles(r, f) for f in clocks_mhz}})
     return out
 

@@ -13,9 +13,9 @@ Rules (docs/hls_tools.md has the details and what the lint cannot see):
 * ``pipeline-var-loop``: a loop nested in a pipelined loop whose bounds are not compile-time
   constants (HLS must unroll it fully).
 * ``pipeline-call``: a call inside a pipelined loop to a function without ``#pragma HLS INLINE``.
-* ``ports`` / ``ii``: a pipelined iteration reads one bank of an array more than twice (2 ports
-  per bank; banks from ARRAY_PARTITION, wide words from ARRAY_RESHAPE); ``ii`` when the loop
-  declares an II the count cannot meet.
+* ``ports`` / ``ii``: a pipelined iteration accesses one bank of an array more than twice (2 ports
+  per bank, a read or a write each; banks from ARRAY_PARTITION, wide words from ARRAY_RESHAPE);
+  ``ii`` when the loop declares an II the count cannot meet.
 * ``runtime-bank``: a read in a pipelined loop whose index in a partitioned dimension is not a
   compile-time function of unrolled loop variables (a runtime-selected bank).
 
@@ -70,11 +70,12 @@ class LoopParts:
 
 @dataclass
 class Region:
-    """A pipelined loop being walked, with the array reads of one iteration."""
+    """A pipelined loop being walked, with the array reads and writes of one iteration."""
 
     loop: Loop
     depth: int
     reads: List[Tuple[Access, Ctx, ha.ci.Cursor]] = field(default_factory=list)
+    writes: List[Tuple[Access, Ctx, ha.ci.Cursor]] = field(default_factory=list)
 
 
 @dataclass
@@ -244,7 +245,9 @@ class Linter:
                     while lhs.kind == K.MEMBER_REF_EXPR and [k for k in lhs.get_children() if k.kind.is_expression()]:
                         lhs = ha.strip([k for k in lhs.get_children() if k.kind.is_expression()][0])
                     if lhs.kind == K.ARRAY_SUBSCRIPT_EXPR:
-                        self.visit_subscript(lhs, ctx, region, write=(name == "="))
+                        if name != "=":  # a[i] op= x reads a[i], then writes it
+                            self.visit_subscript(lhs, ctx, region, write=False)
+                        self.visit_subscript(lhs, ctx, region, write=True)
                     else:
                         self.walk(ops[0], ctx, region)
                     for o in ops[1:]:
@@ -255,7 +258,7 @@ class Linter:
                     if acc is not None and acc.kind == "port":
                         self.check_maxi(acc, ctx, c)
                 if name == "u&" and ha.strip(ops[0]).kind == K.ARRAY_SUBSCRIPT_EXPR:
-                    self.visit_subscript(ha.strip(ops[0]), ctx, None, write=True)  # address only
+                    self.visit_subscript(ha.strip(ops[0]), ctx, None, write=True)  # address only (no access)
                     return
             elif kind == K.CALL_EXPR and ha.conversion_operand(c) is None:
                 self.visit_call(c, ctx, region)
@@ -272,8 +275,8 @@ class Linter:
         element = c.type.get_canonical().kind not in (ha.ci.TypeKind.CONSTANTARRAY, ha.ci.TypeKind.INCOMPLETEARRAY)
         if acc.kind == "port" and element:
             self.check_maxi(acc, ctx, c)
-        elif acc.kind == "array" and element and not write and region is not None and not acc.registers:
-            region.reads.append((acc, ctx, c))
+        elif acc.kind == "array" and element and region is not None and not acc.registers:
+            (region.writes if write else region.reads).append((acc, ctx, c))
         for expr, ectx, _ in acc.flat():
             self.walk(expr, ectx, region)
 
@@ -514,13 +517,15 @@ class Linter:
 
     def check_ports(self, region: Region) -> None:
         per_array: Dict[tuple, dict] = {}
-        for acc, ctx, site in region.reads:
+        accesses = [(a, c, s, False) for a, c, s in region.reads] + [(a, c, s, True) for a, c, s in region.writes]
+        for acc, ctx, site, write in accesses:
             unrolled = [lp for lp in ctx.loops[region.depth + 1:] if lp.unrolled]
             ranges = [lp.values if lp.values else (None,) for lp in unrolled]
             n = math.prod(len(r) for r in ranges)
             part = self.partitions(acc)
             entry = per_array.setdefault(acc.key, {"name": acc.name, "banks": Counter(), "words": set(),
-                                                   "part": part, "site": site, "reads": 0})
+                                                   "part": part, "site": site, "reads": 0, "writes": 0,
+                                                   "wild": 0})
             runtime_dims: Dict[int, str] = {}
             combos = itertools.product(*ranges) if n <= MAX_COMBOS else [tuple(r[0] for r in ranges)]
             weight = 1 if n <= MAX_COMBOS else n
@@ -536,11 +541,18 @@ class Linter:
                         runtime_dims[d] = "; ".join(dict.fromkeys(lin.sym + lin.bad + lin.dirty)) or "runtime index"
                     bank.append(b)
                     word.append(w)
-                # identical addresses in one iteration are one read (HLS shares them)
-                if weight > 1 or (tuple(bank), tuple(word)) not in entry["words"]:
-                    entry["words"].add((tuple(bank), tuple(word)))
-                    entry["banks"][tuple(bank)] += weight
-                    entry["reads"] += weight
+                # identical addresses in one iteration are one read / one write (HLS shares them);
+                # a write takes a port of its bank like a read (the idle half of a ping-pong buffer
+                # written while the other half is read: one port each)
+                if weight > 1 or (write, tuple(bank), tuple(word)) not in entry["words"]:
+                    entry["words"].add((write, tuple(bank), tuple(word)))
+                    if write and "R" in bank:  # a write to a runtime-selected bank holds a port of every bank
+                        entry["wild"] += weight
+                    else:
+                        entry["banks"][tuple(bank)] += weight
+                    entry["writes" if write else "reads"] += weight
+            if write:  # a write to a runtime-selected bank is a write-enable decode, not a read mux
+                continue
             for d, why in runtime_dims.items():
                 p = part[d]
                 self.add(site, "runtime-bank", f"runtime-selected bank: {text_of(site)} in pipelined loop "
@@ -549,19 +561,20 @@ class Linter:
                          "counted against one bank")
         target = region.loop.ii or 1
         for info in per_array.values():
-            if not info["banks"]:
+            if not info["banks"] and not info["wild"]:
                 continue
-            worst_bank, worst = info["banks"].most_common(1)[0]
+            worst = (info["banks"].most_common(1)[0][1] if info["banks"] else 0) + info["wild"]
             need = math.ceil(worst / 2)
             if need <= target:
                 continue
             nbanks = math.prod(p.factor for p in info["part"].values() if not p.reshape) if info["part"] else 1
             rule = "ii" if region.loop.ii is not None else "ports"
             declared = f"declared II={region.loop.ii} cannot be met" if region.loop.ii is not None else "II=1 impossible"
+            writes = f" and writes {info['writes']}" if info["writes"] else ""
             self.add(info["site"], rule, f"pipelined loop {region.loop.name} reads '{info['name']}' {info['reads']} "
-                     f"distinct elements per iteration, {worst} from one bank ({nbanks} bank(s) x 2 ports): II >= {need}, "
-                     f"{declared}; partition or reshape '{info['name']}' so the reads of one iteration spread "
-                     "over distinct banks")
+                     f"distinct elements{writes} per iteration, {worst} from one bank ({nbanks} bank(s) x 2 ports): "
+                     f"II >= {need}, {declared}; partition or reshape '{info['name']}' so the accesses of one "
+                     "iteration spread over distinct banks")
 
     @staticmethod
     def _bank(lin: Lin, p: Optional[Partition], size: int):
