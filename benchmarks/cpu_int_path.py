@@ -79,6 +79,15 @@ with 2 threads in the runs at load below 1.5; the per-node minima are the closes
 core. At 256 the fast graph gains less: its backbone convs run on 8 x 8 to 32 x 32 maps, where a
 `QLinearConv` call costs about 0.06 ms whatever its size (so the dual form's second call
 weighs), about what ONNX Runtime's blocked float convs take there.
+
+Frames in flight (2026-12-07): two single-thread sessions running whole frames give more frames
+per second than one 2-thread session at 512 (1.15x to 1.28x in three runs), because many layers
+are too small to split over two cores; memory traffic keeps it below twice the 1-thread rate. Three
+runs that day (load average 0.7 to 1.3, the VM up to 40 % slower than in the previous
+session's runs: int 1-thread 162 to 215 ms against 153) gave fast / int 2.48x, 2.49x and 2.52x streamed and
+2.13x to 2.39x one frame at a time with 2 threads, and 21 to 23 fps streamed at 512: the issue's
+target (2.5x or 25 fps) is at the edge, not met robustly. The int8-bytes variant of the per-pixel
+dilation (s8 x s8 kernels) was tried and dropped (quantization.md).
 """
 
 

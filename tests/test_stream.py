@@ -136,6 +136,21 @@ def test_detector_stream_equals_detect_on_the_cpu_backend():
         list(Detector.stream(det, imgs, errors="ignore"))
 
 
+def test_detector_stream_with_two_cpu_frames_in_flight_equals_detect(monkeypatch):
+    from codenet_pynq import Detector
+    from codenet_pynq.selftest import synthetic_images
+
+    monkeypatch.setenv("CODENET_STREAMS", "2")
+    imgs = [img for _, img in synthetic_images(4)]
+    with Detector.load(None, backend="cpu") as det:
+        assert det.backend.frames_in_flight == 2
+        seq = [det.detect(i) for i in imgs]
+        got = list(det.stream(iter(imgs)))
+        assert len(det.backend._stream_sessions) == 2  # the frames ran on the stream sessions
+    for a, b in zip(seq, got):
+        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
+
+
 # --------------------------------------------------------------------------- double-buffered driver
 def _emulator_detector():
     from codenet_pynq import Detector

@@ -58,11 +58,12 @@ class CpuBackend(Backend):
     machine whose cores other processes keep busy, spinning threads wait on each other and a
     2-thread run can take 2x longer; docs/benchmarks.md).
 
-    ``streams``: frames in flight for :meth:`submit` / :meth:`collect` (what
-    :meth:`~codenet_pynq.detector.Detector.stream` uses): that many extra sessions, created at the
-    first ``submit``, each running whole frames on its share of the threads (default
-    ``CODENET_STREAMS`` or one per core, at most 2). A frame's small layers do not keep two cores
-    busy, two frames on one core each do: more frames per second, each frame takes longer.
+    ``streams``: frames in flight under :meth:`~codenet_pynq.detector.Detector.stream` (default
+    ``CODENET_STREAMS`` or 1). With 2 or more, ``submit`` / ``collect`` run whole frames on that
+    many extra sessions (created at the first ``submit``), each on its share of the threads: a
+    frame's small layers do not keep two cores busy, two frames on one core each do. More frames
+    per second for large inputs (1.28x for the 1.0x network at 512 on 2 cores), none for small
+    ones (the shipped 256 model streams slower: docs/benchmarks.md), and each frame takes longer.
     :meth:`run` keeps the one session with all threads (the lowest latency).
     """
 
@@ -89,8 +90,7 @@ class CpuBackend(Backend):
         self._model = model
         self.session = self._session(n)
         cores = n or os.cpu_count() or 1
-        self.streams = max(1, streams if streams is not None else int(os.environ.get("CODENET_STREAMS", "0"))
-                           or min(2, cores))
+        self.streams = max(1, streams if streams is not None else int(os.environ.get("CODENET_STREAMS", "1")))
         self._stream_threads = max(1, cores // self.streams)
         self._pool: Optional[ThreadPoolExecutor] = None
         self._stream_sessions: List[Any] = []
@@ -137,6 +137,11 @@ class CpuBackend(Backend):
         return self._heads(self.run_raw(pixels))
 
     # ---------------------------------------------------------------- frames in flight
+    @property
+    def frames_in_flight(self) -> int:
+        """Frames Detector.stream keeps in this backend at once (its ``streams``)."""
+        return self.streams
+
     def submit(self, pixels: np.ndarray) -> None:
         """Start a frame on a free stream session (queued when all are busy); :meth:`collect`
         returns the outputs of the oldest one. ``pixels`` must not change until then."""
