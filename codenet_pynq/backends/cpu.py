@@ -130,8 +130,10 @@ class CpuBackend(Backend):
 
     def run_raw(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
         """Graph outputs by name, unchanged (integers for the integer graph)."""
-        x = np.ascontiguousarray(pixels, dtype=np.uint8)[None]
-        return dict(zip(self.output_names, self.session.run(None, {self.input_name: x})))
+        return self._outputs(self.session, np.ascontiguousarray(pixels, dtype=np.uint8)[None])
+
+    def _outputs(self, sess: Any, x: np.ndarray) -> Dict[str, np.ndarray]:
+        return dict(zip(self.output_names, sess.run(None, {self.input_name: x})))
 
     def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
         return self._heads(self.run_raw(pixels))
@@ -155,7 +157,7 @@ class CpuBackend(Backend):
     def _run_stream(self, x: np.ndarray) -> Dict[str, np.ndarray]:
         sess = self._free.popleft()  # a pool of `streams` workers: one session free per running task
         try:
-            return dict(zip(self.output_names, sess.run(None, {self.input_name: x})))
+            return self._outputs(sess, x)
         except Exception as e:  # onnxruntime raises its own exception types
             raise BackendError(f"{self.artifact.path}: ONNX Runtime failed on a frame of shape {x.shape[1:]} ({e})") from e
         finally:
