@@ -232,8 +232,7 @@ def stream_detections(detector: Any, frames: Iterable[Any], score_threshold: Opt
         item.heads = item.pixels = None
 
     backend = detector.backend
-    lagged = backend if (all(hasattr(backend, k) for k in ("submit", "collect", "drain"))
-                         and getattr(backend, "frames_in_flight", 2) > 1) else None
+    lagged = backend if getattr(backend, "frames_in_flight", 1) > 1 else None
 
     def results() -> Iterator[Any]:
         pipe = Pipeline(frames, prepare, run, finish, depth=depth, lagged=lagged)

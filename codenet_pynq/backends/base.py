@@ -14,6 +14,9 @@ class Backend:
     """
 
     name = "base"
+    #: frames Detector.stream keeps in the backend at once; above 1 it must offer
+    #: submit() / collect() / drain() (outputs in submission order)
+    frames_in_flight = 1
 
     def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
         raise NotImplementedError

@@ -140,7 +140,7 @@ class CpuBackend(Backend):
 
     # ---------------------------------------------------------------- frames in flight
     @property
-    def frames_in_flight(self) -> int:
+    def frames_in_flight(self) -> int:  # type: ignore[override]
         """Frames Detector.stream keeps in this backend at once (its ``streams``)."""
         return self.streams
 

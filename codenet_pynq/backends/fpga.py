@@ -139,6 +139,7 @@ class AcceleratorBackend(Backend):
     """A backend whose work is done by a :class:`CodenetAccelerator` (``self.accelerator``)."""
 
     accelerator: CodenetAccelerator
+    frames_in_flight = 2  # the driver's two activation regions
 
     def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
         return self.accelerator.run(pixels)
