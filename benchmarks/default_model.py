@@ -79,6 +79,9 @@ def main() -> None:
     p.add_argument("--float-run", default="runs/shapes_default")
     p.add_argument("--int-run", default="runs/shapes_default_w4a8")
     p.add_argument("--out", default="runs/default_model_eval.json")
+    p.add_argument("--metrics-dir", metavar="DIR",
+                   help="also write metrics_float.json / metrics_W4A8.json here, the records that "
+                        "`training.export --metrics` puts in the artifacts' manifests")
     p.add_argument("--extra-val", metavar="JSON",
                    help="also evaluate on this COCO json (e.g. the hard shapes style), reported separately")
     a = p.parse_args()
@@ -99,6 +102,12 @@ def main() -> None:
                              f"{coco['AP50']:.1f}", f"{coco['AP75']:.1f}", f"{voc['AP50']:.1f}"])
             print(suffix, out_rows[-1], flush=True)
     save_results_json(results, a.out)
+    if a.metrics_dir:
+        for k in ("float", "W4A8"):
+            m = {f"coco_{n}": results[k]["coco"][n] for n in ("AP", "AP50", "AP75")}
+            m["voc_AP50"] = results[k]["voc"]["AP50"]
+            m["eval_set"] = f"shapes val ({len(records)} held-out images)"
+            save_results_json(m, os.path.join(a.metrics_dir, f"metrics_{k}.json"))
     img = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "img",
                        "default_training_curve.png")
     plot_curves([("float training", a.float_run), ("W4A8 QAT", a.int_run)], img)

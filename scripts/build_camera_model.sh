@@ -44,17 +44,7 @@ PY
 python benchmarks/default_model.py --float "$OUT/float.codenet" --int "$OUT/int.codenet" \
     --config configs/shapes_camera.yaml --int-config configs/shapes_camera_w4a8.yaml \
     --float-run runs/shapes_camera --int-run runs/shapes_camera_w4a8 \
-    --out "$OUT/default_model_eval.json" --extra-val data/shapes/val.json
-python - "$OUT" <<'PY'
-import json, sys
-out = sys.argv[1]
-r = json.load(open(f"{out}/default_model_eval.json"))
-for k in ("float", "W4A8"):
-    m = {f"coco_{n}": r[k]["coco"][n] for n in ("AP", "AP50", "AP75")}
-    m["voc_AP50"] = r[k]["voc"]["AP50"]
-    m["eval_set"] = "shapes val (500 held-out images)"
-    json.dump(m, open(f"{out}/metrics_{k}.json", "w"), indent=1)
-PY
+    --out "$OUT/default_model_eval.json" --extra-val data/shapes/val.json --metrics-dir "$OUT"
 python -m codenet_pynq.training.export --config configs/shapes_camera.yaml \
     --weights runs/shapes_camera/model_final.pth --out "$MODELS/shapes_default_float.codenet" \
     --metrics "$OUT/metrics_float.json" --score-threshold "${SCORE:-0.3}"

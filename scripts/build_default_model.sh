@@ -15,16 +15,7 @@ python -m codenet_pynq.training.export --config configs/shapes_default_w4a8.yaml
 # reference: the same artifacts on the hard shapes style (generated on demand, never trained on)
 [ -f data/shapes/val.json ] || python -m codenet_pynq.training.data.shapes --out data/shapes --train 0 --val 500
 python benchmarks/default_model.py --float "$MODELS/shapes_default_float.codenet" \
-    --int "$MODELS/shapes_default.codenet" --out runs/default_model_eval.json --extra-val data/shapes/val.json
-python - <<'PY'
-import json
-r = json.load(open("runs/default_model_eval.json"))
-for k in ("float", "W4A8"):
-    m = {f"coco_{n}": r[k]["coco"][n] for n in ("AP", "AP50", "AP75")}
-    m["voc_AP50"] = r[k]["voc"]["AP50"]
-    m["eval_set"] = "shapes val (500 held-out images)"
-    json.dump(m, open(f"runs/metrics_{k}.json", "w"), indent=1)
-PY
+    --int "$MODELS/shapes_default.codenet" --out runs/default_model_eval.json --extra-val data/shapes/val.json --metrics-dir runs
 python -m codenet_pynq.training.export --config configs/shapes_default.yaml \
     --weights runs/shapes_default/model_final.pth --out "$MODELS/shapes_default_float.codenet" --metrics runs/metrics_float.json --score-threshold "${SCORE:-0.3}"
 python -m codenet_pynq.training.export --config configs/shapes_default_w4a8.yaml \
