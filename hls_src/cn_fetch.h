@@ -50,11 +50,17 @@ static inline bool op_has_mac(const desc_t &d) {
     return d.op == CN_OP_DENSE || (d.op == CN_OP_DWBLOCK && (d.flags & CN_FLAG_HAS_PW));
 }
 
+// Weight words per output group of the MAC stage (int8 weights take two entries per group).
+static inline int mac_group_words(const desc_t &d, const plan_t &p) {
+#pragma HLS INLINE
+    const stage_t &st = d.op == CN_OP_DENSE ? d.main : d.pw;
+    return p.n_kt * (st.wbits == 8 ? 2 : 1) * CN_ENTRY_WORDS;
+}
+
 // Words of MAC weight chunk c (all chunks are one contiguous record).
 static inline int mac_chunk_words(const desc_t &d, const plan_t &p, int c) {
 #pragma HLS INLINE
-    const stage_t &st = d.op == CN_OP_DENSE ? d.main : d.pw;
-    return rep_groups(p, c) * p.n_kt * (st.wbits == 8 ? 2 : 1) * CN_ENTRY_WORDS;
+    return rep_groups(p, c) * mac_group_words(d, p);
 }
 
 static inline uint32_t mac_w_word(const desc_t &d) {
@@ -72,7 +78,7 @@ static void plan_fetch(const desc_t &d, const plan_t &p, const desc_t &dn, const
     if (op_has_mac(d) && p.n_chunks > 1) {
         const int w0 = mac_chunk_words(d, p, 0);
         f.cw_addr = mac_w_word(d) + (uint32_t)w0;
-        f.cw = p.n_mid * p.n_kt * ((d.op == CN_OP_DENSE ? d.main.wbits : d.pw.wbits) == 8 ? 2 : 1) * CN_ENTRY_WORDS - w0;
+        f.cw = p.n_mid * mac_group_words(d, p) - w0;
     }
     const bool nx = has_next;
     const bool n_mac = nx && op_has_mac(dn);
