@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from typing import Dict, List, Tuple
@@ -28,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report import command, machine, table, write_section  # noqa: E402
 
 from codenet_pynq import Detector  # noqa: E402
-from codenet_pynq.training.data.camera import degrade, lighting  # noqa: E402
+from codenet_pynq.training.data.camera import card_homography, degrade, lighting, place_card, visible_boxes  # noqa: E402
 from codenet_pynq.training.data.shapes import STYLES, _background  # noqa: E402
 from codenet_pynq.training.eval.results import save_results_json  # noqa: E402
 from codenet_pynq.training.eval.voc import voc_evaluate  # noqa: E402
@@ -39,48 +38,21 @@ W, H = 640, 480
 LEVELS = ("perspective", "perspective + lighting", "camera: all effects")
 
 
-def homography(rng: np.random.Generator, sw: int, sh: int) -> np.ndarray:
-    """A random sheet -> frame homography: scale, rotation, tilt, position."""
-    width = rng.uniform(0.6, 1.1) * W
-    s = width / sw
-    a = math.radians(rng.uniform(-15, 15))
-    corners = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], np.float64) - [sw / 2, sh / 2]
-    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    pts = corners @ rot.T * s
-    # tilt: move the corners of one side towards each other (a sheet held at an angle)
-    tx, ty = rng.uniform(-0.25, 0.25, size=2)
-    pts[:, 0] *= 1 + tx * np.sign(pts[:, 1]) * 0.5
-    pts[:, 1] *= 1 + ty * np.sign(pts[:, 0]) * 0.5
-    centre = np.array([W / 2, H / 2]) + rng.uniform(-0.2, 0.2, size=2) * [W, H]
-    dst = (pts + centre).astype(np.float32)
-    src = (corners + [sw / 2, sh / 2]).astype(np.float32)
-    return cv2.getPerspectiveTransform(src, dst)
-
-
 def render(sheet: np.ndarray, shapes: List[Dict], seed: int, level: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One camera frame of the sheet at effect ``level`` (0..2): (image, boxes, labels)."""
     rng = np.random.default_rng([seed, 7])
     sh, sw = sheet.shape[:2]
-    m = homography(rng, sw, sh)
+    m = card_homography(rng, sw, sh, W, H)
     frame = _background(rng, W, H, STYLES["hard"])
-    warped = cv2.warpPerspective(sheet, m, (W, H), flags=cv2.INTER_AREA)
-    mask = cv2.warpPerspective(np.full((sh, sw), 255, np.uint8), m, (W, H), flags=cv2.INTER_NEAREST)
-    frame[mask > 0] = warped[mask > 0]
-    boxes, labels = [], []
-    for s in shapes:
-        poly = cv2.perspectiveTransform(np.asarray(s["polygon"], np.float32)[None], m)[0]
-        area = abs(cv2.contourArea(poly))
-        clipped = np.clip(poly, [0, 0], [W, H]).astype(np.float32)
-        if area <= 0 or abs(cv2.contourArea(clipped)) < 0.6 * area:
-            continue  # mostly out of the frame: neither counted nor penalised (the frame edge cuts it)
-        boxes.append([*clipped.min(axis=0), *clipped.max(axis=0)])
-        labels.append(int(s["label"]))
+    place_card(frame, sheet, m, cv2.INTER_AREA)
+    boxes, kept = visible_boxes([s["polygon"] for s in shapes], m, W, H)
+    labels = np.asarray([int(shapes[i]["label"]) for i in kept], np.int64)
     light_rng = np.random.default_rng([seed, 8])
     if level >= 1:
         frame = lighting(light_rng, frame)
     if level >= 2:
         frame = degrade(np.random.default_rng([seed, 9]), frame)
-    return frame, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)
+    return frame, boxes, labels
 
 
 def main() -> None:

@@ -145,3 +145,18 @@ def test_eval_only_reads_qat_checkpoints_and_names_a_mismatch(shapes, tmp_path, 
     assert main(common + [f"output_dir={tmp_path / 'qat'}"]) == 2  # a QAT checkpoint under a float config
     err = capsys.readouterr().err
     assert "model_final.pth" in err and "quant.enabled must match" in err
+
+
+def test_freeze_bn_keeps_the_statistics(shapes, tmp_path):
+    torch.set_num_threads(1)
+    trainer = Trainer(config(shapes, tmp_path, "solver.freeze_bn=true", "solver.precise_bn_iters=2"),
+                      torch.device("cpu"), progress=False)
+    bns = [m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in bns]
+    trainer.run(max_iter=2)
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns))
+    assert trainer.model.training and not any(m.training for m in bns)
+    loose = Trainer(config(shapes, tmp_path / "loose"), torch.device("cpu"), progress=False)
+    loose.run(max_iter=1)
+    assert any(not torch.equal(m.running_mean, torch.zeros_like(m.running_mean))
+               for m in loose.model.modules() if isinstance(m, torch.nn.BatchNorm2d))

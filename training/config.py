@@ -41,6 +41,11 @@ class DataConfig:
     aug_color: bool = True
     aug_camera: float = 0.0  # probability of a camera view (perspective, lighting, blur, noise, JPEG)
     generate_shapes: Dict[str, Any] = field(default_factory=dict)
+    #: more COCO JSON files (same classes, images beside each file) added to the training split
+    extra_train_json: List[str] = field(default_factory=list)
+    #: generate card photos when missing (training/data/cards.py): {out, train, seed}; the
+    #: training JSON is then ``<out>/train.json``, to list in ``extra_train_json``
+    generate_cards: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +69,9 @@ class SolverConfig:
     eval_period: int = 0
     log_period: int = 20
     precise_bn_iters: int = 0
+    #: keep BatchNorm statistics as they are (layers in eval mode while training): for fine-tuning
+    #: from weights whose BN is folded (shipped .npz: identity BN) or from few images
+    freeze_bn: bool = False
     offset_lr_mult: float = 1.0  # learning-rate factor for the deformable offset convs (DCN: 0.1)
 
 

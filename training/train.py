@@ -321,6 +321,14 @@ class Trainer:
         parts["lr"] = self.optimizer.param_groups[0]["lr"]
         return parts
 
+    def train_mode(self) -> None:
+        """The model in training mode; its BatchNorm layers stay in eval mode with ``solver.freeze_bn``."""
+        self.ddp.train()
+        if self.cfg.solver.freeze_bn:
+            for m in self.ddp.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
     def run(self, max_iter: Optional[int] = None) -> List[Dict[str, float]]:
         """Train from ``start_iter`` to ``max_iter`` (default solver.max_iter); returns logged losses."""
         s = self.cfg.solver
@@ -329,7 +337,7 @@ class Trainer:
         if self.start_iter >= end:
             return history
         data = self.loader(self.start_iter)
-        self.ddp.train()
+        self.train_mode()
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -359,11 +367,11 @@ class Trainer:
                     self.save(it + 1)
                 if s.eval_period and (it + 1) % s.eval_period == 0 and it + 1 < end:
                     self.evaluate(it + 1)
-                    self.ddp.train()
+                    self.train_mode()
         finally:
             if bar is not None:
                 bar.close()
-        if s.precise_bn_iters:
+        if s.precise_bn_iters and not s.freeze_bn:
             precise_bn(self.ddp, data, s.precise_bn_iters, self.device)
         if not (s.checkpoint_period and end % s.checkpoint_period == 0 and not s.precise_bn_iters):
             self.save(end)  # not saved by the loop already (two copies of one iteration would push out the previous)

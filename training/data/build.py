@@ -35,6 +35,18 @@ def ensure_shapes(cfg) -> None:
                             style=str(g.get("style", "hard")))
 
 
+def ensure_cards(cfg) -> None:
+    """Generate the card photos described by ``data.generate_cards`` when they are missing."""
+    g = dict(cfg.generate_cards or {})
+    if not g:
+        return
+    from .cards import generate_cards
+
+    out = g.get("out") or "data/shapes_cards"
+    if int(g.get("train", 3000)) and not os.path.isfile(os.path.join(out, "train.json")):
+        generate_cards(out, int(g.get("train", 3000)), int(g.get("seed", 0)), "train", progress=True)
+
+
 def is_placeholder(names: Sequence[str]) -> bool:
     """True for the generic ``class0, class1, ...`` names a ModelConfig gets when none are configured."""
     return list(names) == [f"class{i}" for i in range(len(names))]
@@ -108,6 +120,8 @@ def load_records(cfg, split: str, model_cfg=None, counts: Optional[Dict[str, int
         names = SHAPES_CLASSES if cfg.dataset == "shapes" else names_cfg
         records, names = load_coco(js, root or os.path.dirname(js), names, cfg.unknown_classes, counts)
         check_head_count(names, model_cfg, js)
+        if split == "train" and cfg.extra_train_json:
+            records = records + _extra_train(cfg, names, counts, next_id=max((r["image_id"] for r in records), default=0) + 1)
         if cfg.dataset == "coco":
             records = _check_images(records, cfg.bad_images, cfg.exif_boxes, counts)
         _report_skips(counts, js)
@@ -130,6 +144,27 @@ def load_records(cfg, split: str, model_cfg=None, counts: Optional[Dict[str, int
         _report_skips(counts, cfg.voc_root)
         return records, names_cfg
     raise ValueError(f"data.dataset {cfg.dataset!r} unknown: 'shapes', 'coco' or 'voc'")
+
+
+def _extra_train(cfg, names: Sequence[str], counts: Dict[str, int], next_id: int) -> List[Record]:
+    """The records of ``data.extra_train_json`` (classes checked against ``names``), image ids
+    continuing from ``next_id``."""
+    ensure_cards(cfg)
+    out: List[Record] = []
+    for js in cfg.extra_train_json:
+        if not os.path.isfile(js):
+            raise AnnotationError(format_message(js, "listed in data.extra_train_json but not found",
+                                                 "generate it (data.generate_cards, or the generator's CLI) or "
+                                                 "remove it from the list"))
+        recs, extra_names = load_coco(js, os.path.dirname(js), names, cfg.unknown_classes, counts)
+        if list(extra_names) != list(names):
+            raise AnnotationError(format_message(js, f"classes {list(extra_names)} differ from the training "
+                                                 f"split's {list(names)}", "use the same classes in every "
+                                                 "training JSON"))
+        for r in recs:
+            out.append(dict(r, image_id=next_id))
+            next_id += 1
+    return out
 
 
 def build_dataset(cfg, model_cfg, split: str, train: bool) -> DetectionDataset:

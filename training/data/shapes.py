@@ -24,7 +24,7 @@ import os
 import sys
 import zlib
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -255,6 +255,18 @@ def generate_shapes(
     """
     if isinstance(style, str):
         style = shapes_style(style)
+    return write_split(out_dir, split_name, num_images, seed,
+                       lambda rng: make_shapes_image(rng, *_sample_size(rng, image_size), style),
+                       ext=ext, progress=progress, desc="shapes")
+
+
+def write_split(out_dir: str, split_name: str, num_images: int, seed: int,
+                make: Callable[[np.random.Generator], Tuple[np.ndarray, np.ndarray, np.ndarray]],
+                ext: str = "jpg", progress: bool = False, desc: str = "images",
+                class_names: Sequence[str] = SHAPES_CLASSES) -> str:
+    """Write ``num_images`` images ``make(rng) -> (image, boxes, labels)`` to
+    ``out_dir/<split_name>/`` and their COCO JSON to ``out_dir/<split_name>.json`` (atomically).
+    Image ``i`` gets ``rng = default_rng([seed, crc32(split_name), i])``. Returns the JSON's path."""
     if ext not in ("jpg", "png"):
         raise ValueError(f"ext must be 'jpg' or 'png', got {ext!r}")
     from tqdm import tqdm
@@ -264,10 +276,10 @@ def generate_shapes(
     os.makedirs(image_dir, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, 92] if ext == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
     records: List[Record] = []
-    for i in tqdm(range(num_images), desc=f"shapes {split_name}", disable=not progress, unit="img"):
+    for i in tqdm(range(num_images), desc=f"{desc} {split_name}", disable=not progress, unit="img"):
         rng = np.random.default_rng([int(seed), split_key, i])
-        width, height = _sample_size(rng, image_size)
-        img, boxes, labels = make_shapes_image(rng, width, height, style)
+        img, boxes, labels = make(rng)
+        height, width = img.shape[:2]
         path = os.path.join(image_dir, f"{i:06d}.{ext}")
         ok, buf = cv2.imencode(f".{ext}", img, params)
         if not ok:
@@ -275,7 +287,7 @@ def generate_shapes(
         atomic_write_bytes(path, buf.tobytes())
         records.append(make_record(path, i + 1, width, height, boxes, labels))
     json_path = os.path.join(out_dir, f"{split_name}.json")
-    return write_coco_json(records, SHAPES_CLASSES, json_path, image_root=out_dir)
+    return write_coco_json(records, class_names, json_path, image_root=out_dir)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
