@@ -60,9 +60,21 @@ transposes + `Gather` 0.36 ms with either; the 1x9 depthwise as 3x3 with stride 
 taps, or as 1x9 stride 9 over 128 x 1152, is no faster (4-6 ms CPU at 128 x 128 x 128);
 `ConvInteger` for a depthwise conv is about 30x slower than `QLinearConv`; an int8 (s8s8) 1x9
 `QLinearConv` is about 20 % faster than u8 (not used: it would need int8 tensors beside the u8
-ones); `session.dynamic_block_base` made no difference. OpenVINO was not tried: it is not
-installed here, this task had no network access to add it, and the fast graph's contrib ops are
-ONNX Runtime's.
+ones); `session.dynamic_block_base` made no difference. Tiling the per-pixel dilation (the taps
+gathered and reduced in about 2 MB pixel tiles, so that a tile is still in cache when its conv
+reads it) was about 2x faster for one head alone in a microbenchmark but gave no consistent gain
+in the whole graph (2026-12-07, A/B in alternating blocks: within the run-to-run spread), so it
+was not kept.
+
+OpenVINO (2026-12-07, `openvino` 2026.4.1 from PyPI, CPU plugin, f32 precision hint, 2 threads,
+not a dependency): it cannot read the fast graph (no conversion rule for the `com.microsoft`
+`QLinearConv`), and on the stored float-exact graph at 512 it took 99 ms against ONNX Runtime's
+133 ms for the same graph and 50 ms for the fast graph (same process, 5 runs each), with
+outputs that differ from the golden almost everywhere. Why it differs: comparing every
+intermediate tensor with ONNX Runtime's, the first one that differs is the stem's requantisation,
+which the graph does in float64 (as every layer whose multipliers are exact only in float64): the
+CPU plugin runs float64 as float32, and the rounding differences then propagate. Even exact, it would
+be slower than the fast graph, so no OpenVINO backend was added.
 
 What bounds it: the executed MACs per second stay far below the int8 peak because most of the
 time is not in dense int8 GEMM. The heads' per-pixel dilation (128 x 128 x 128 taps gathered
