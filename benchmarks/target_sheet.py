@@ -95,7 +95,8 @@ def main() -> None:
     body = "\n".join([
         "## Shipped model on camera-simulated photos of the target sheet",
         "",
-        f"Machine: {head}. Command: `{command()}`. Model: {os.path.basename(det.artifact.path)} (W4A8) on the CPU backend "
+        f"Machine: {head}. Command: `{command()}`. Model: {os.path.basename(det.artifact.path)} "
+        f"({'W4A8' if det.artifact.quantized else 'float'}) on the CPU backend "
         "(bit-exact with the accelerator). Frames: 640x480, the sheet `codenet_pynq/assets/target_sheet.png` "
         "(rendered by `scripts/make_target_sheet.py` from the shapes generator) under a random perspective over "
         "the generator's cluttered backgrounds; then lighting (gain 0.55-1.25, offset, gradient, colour cast); "
@@ -104,10 +105,11 @@ def main() -> None:
         "",
         table(["set", "frames", "shapes", "AP50", f"shown per frame (score >= {det.score_threshold:g})",
                "worst class AP50"], rows),
+    ] + ([
         "",
-        f"For reference, the artifact records VOC AP50 {meta.get('voc_AP50', float('nan')):.1f} on "
-        f"{meta.get('eval_set', 'its validation set')} (the easy style it was trained on).",
-    ])
+        f"For reference, the artifact records VOC AP50 {meta['voc_AP50']:.1f} on "
+        f"{meta.get('eval_set', 'its validation set')} (synthetic shapes, the easy style).",
+    ] if "voc_AP50" in meta else []))
     if a.json:
         save_results_json({str(r[0]): float(r[3]) for r in rows}, a.json)
     if not a.no_write:

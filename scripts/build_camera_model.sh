@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# The camera fine-tune of the shipped default model (issue 12), from the shipped float weights:
+# The camera fine-tune of the shipped default model (issue 12), from the synthetic-only float model
+# (runs/shapes_default/model_final.pth, built by scripts/build_default_model.sh):
 # float fine-tune with camera views (configs/shapes_camera.yaml), W4A8 QAT
 # (configs/shapes_camera_w4a8.yaml), export, then the acceptance test against the shipped model:
 #   - target sheet, "camera: all effects" (benchmarks/target_sheet.py): AP50 up;
 #   - shapes val (the split the shipped model records): W4A8 VOC AP50 at most 2 points below it.
 # Only a candidate that passes both replaces codenet_pynq/models/ (re-exported with its metrics,
 # the float weights as .npz, the docs' tables rewritten). Steps already done are skipped (each
-# training run resumes), so it can be re-run after a kill. About an hour on 2 idle cores.
+# training run resumes), so it can be re-run after a kill. About 80 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ ! -f runs/shapes_default/model_final.pth ] && [ ! -f runs/shapes_camera/model_final.pth ]; then
+    echo "runs/shapes_default/model_final.pth not found: the camera fine-tune starts from the synthetic-only" >&2
+    echo "model; build it first with scripts/build_default_model.sh (about two hours on 2 cores)" >&2
+    exit 2
+fi
 MODELS=codenet_pynq/models
 OUT=runs/shapes_camera_models
 mkdir -p "$OUT"
@@ -41,7 +47,9 @@ PY
 
 # accepted: install it as the default model, with its metrics, as scripts/build_default_model.sh does
 [ -f data/shapes/val.json ] || python -m codenet_pynq.training.data.shapes --out data/shapes --train 0 --val 500
-python benchmarks/default_model.py --float "$OUT/float.codenet" --int "$OUT/int.codenet" \
+cp "$OUT/float.codenet" "$MODELS/shapes_default_float.codenet"
+cp "$OUT/int.codenet" "$MODELS/shapes_default.codenet"
+python benchmarks/default_model.py --float "$MODELS/shapes_default_float.codenet" --int "$MODELS/shapes_default.codenet" \
     --config configs/shapes_camera.yaml --int-config configs/shapes_camera_w4a8.yaml \
     --float-run runs/shapes_camera --int-run runs/shapes_camera_w4a8 \
     --out "$OUT/default_model_eval.json" --extra-val data/shapes/val.json --metrics-dir "$OUT"
