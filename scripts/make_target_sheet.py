@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from codenet_pynq.training.data.shapes import _UNIT_SHAPES, SHAPES_CLASSES, _rasterize  # noqa: E402
+from codenet_pynq.training.data.shapes import SHAPES_CLASSES, _rasterize, unit_shape  # noqa: E402
 
 DPI = 150
 A4_MM = (297.0, 210.0)  # landscape
@@ -51,11 +51,7 @@ def sheet_geometry() -> Tuple[Tuple[int, int], List[Dict]]:
     shapes = []
     for k, (name, color, deg) in enumerate(CELLS):
         r, c = divmod(k, cols)
-        pts = _UNIT_SHAPES[name]
-        a = math.radians(deg)
-        pts = pts @ np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]).T
-        lo, hi = pts.min(axis=0), pts.max(axis=0)
-        pts = (pts - (lo + hi) / 2) / (hi - lo).max()
+        pts = unit_shape(name, math.radians(deg))
         centre = np.array([margin + (c + 0.5) * cw, margin + (r + 0.44) * ch])
         shapes.append({"class": name, "label": SHAPES_CLASSES.index(name), "color": list(color),
                        "polygon": (pts * side + centre).round(2).tolist()})

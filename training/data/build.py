@@ -38,13 +38,11 @@ def ensure_shapes(cfg) -> None:
 def ensure_cards(cfg) -> None:
     """Generate the card photos described by ``data.generate_cards`` when they are missing."""
     g = dict(cfg.generate_cards or {})
-    if not g:
-        return
-    from .cards import generate_cards
+    out, n = g.get("out") or "data/shapes_cards", int(g.get("train", 3000))
+    if g and n and not os.path.isfile(os.path.join(out, "train.json")):
+        from .cards import generate_cards
 
-    out = g.get("out") or "data/shapes_cards"
-    if int(g.get("train", 3000)) and not os.path.isfile(os.path.join(out, "train.json")):
-        generate_cards(out, int(g.get("train", 3000)), int(g.get("seed", 0)), "train", progress=True)
+        generate_cards(out, n, int(g.get("seed", 0)), "train", progress=True)
 
 
 def is_placeholder(names: Sequence[str]) -> bool:
@@ -107,9 +105,18 @@ def load_records(cfg, split: str, model_cfg=None, counts: Optional[Dict[str, int
 
     With ``model_cfg`` the class names come from ``model.class_names`` (COCO data: from the JSON
     when the config has none) and the count is checked against ``model.num_classes``; without it
-    VOC data uses the 20 VOC names. ``counts`` receives what was skipped (see :mod:`.voc`).
+    VOC data uses the 20 VOC names. ``counts`` receives what was skipped (see :mod:`.voc`). The
+    training split also holds the records of ``data.extra_train_json``.
     """
     counts = {} if counts is None else counts
+    records, names = _load_split(cfg, split, model_cfg, counts)
+    if split == "train" and cfg.extra_train_json:
+        records = records + _extra_train(cfg, names, counts, next_id=max((r["image_id"] for r in records), default=0) + 1)
+    return records, names
+
+
+def _load_split(cfg, split: str, model_cfg, counts: Dict[str, int]) -> Tuple[List[Record], List[str]]:
+    """:func:`load_records` of the configured dataset alone."""
     names_cfg = configured_class_names(model_cfg)
     if cfg.dataset in ("shapes", "coco"):
         if cfg.dataset == "shapes":
@@ -120,8 +127,6 @@ def load_records(cfg, split: str, model_cfg=None, counts: Optional[Dict[str, int
         names = SHAPES_CLASSES if cfg.dataset == "shapes" else names_cfg
         records, names = load_coco(js, root or os.path.dirname(js), names, cfg.unknown_classes, counts)
         check_head_count(names, model_cfg, js)
-        if split == "train" and cfg.extra_train_json:
-            records = records + _extra_train(cfg, names, counts, next_id=max((r["image_id"] for r in records), default=0) + 1)
         if cfg.dataset == "coco":
             records = _check_images(records, cfg.bad_images, cfg.exif_boxes, counts)
         _report_skips(counts, js)
@@ -161,6 +166,9 @@ def _extra_train(cfg, names: Sequence[str], counts: Dict[str, int], next_id: int
             raise AnnotationError(format_message(js, f"classes {list(extra_names)} differ from the training "
                                                  f"split's {list(names)}", "use the same classes in every "
                                                  "training JSON"))
+        if cfg.dataset != "shapes":  # user images: checked as the training split's own
+            recs = _check_images(recs, cfg.bad_images, cfg.exif_boxes, counts)
+            _report_skips(counts, js)
         for r in recs:
             out.append(dict(r, image_id=next_id))
             next_id += 1

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from .camera import card_homography, degrade, lighting, place_card, visible_boxes
-from .shapes import _UNIT_SHAPES, SHAPES_CLASSES, STYLES, _background, _rasterize, write_split
+from .shapes import SHAPES_CLASSES, STYLES, _background, _rasterize, unit_shape, write_split
 
 #: frame sizes (width, height) the photos are taken at
 FRAMES = ((640, 480), (480, 360), (480, 480))
@@ -72,11 +72,7 @@ def make_card(rng: np.random.Generator) -> Tuple[np.ndarray, list, np.ndarray]:
             if rng.random() < 0.15:
                 continue
             cls = int(rng.integers(len(SHAPES_CLASSES)))
-            pts = _UNIT_SHAPES[SHAPES_CLASSES[cls]]
-            a = rng.uniform(-math.pi / 6, math.pi / 6)
-            pts = pts @ np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]).T
-            lo, hi = pts.min(axis=0), pts.max(axis=0)
-            pts = (pts - (lo + hi) / 2) / (hi - lo).max()
+            pts = unit_shape(SHAPES_CLASSES[cls], rng.uniform(-math.pi / 6, math.pi / 6))
             side = rng.uniform(0.55, 0.8) * min(cell_w, cell_h)
             centre = np.array([margin + (c + 0.5) * cell_w, margin + (r + 0.44) * cell_h])
             centre += rng.uniform(-0.05, 0.05, size=2) * [cell_w, cell_h]

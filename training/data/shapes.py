@@ -89,6 +89,14 @@ _UNIT_SHAPES = {
 }
 
 
+def unit_shape(name: str, angle: float = 0.0) -> np.ndarray:
+    """The unit polygon of class ``name`` rotated by ``angle`` radians, centred on its bounding
+    box, its longer side 1 (the aspect kept): for printed layouts (target sheet, cards)."""
+    pts = _UNIT_SHAPES[name] @ np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]).T
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return (pts - (lo + hi) / 2) / (hi - lo).max()
+
+
 def _polygon(rng: np.random.Generator, cls: int, width: int, height: int, style: ShapesStyle) -> np.ndarray:
     """Random placement of one shape: polygon vertices in continuous pixel coordinates."""
     pts = _UNIT_SHAPES[SHAPES_CLASSES[cls]]
