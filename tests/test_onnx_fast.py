@@ -121,6 +121,60 @@ def test_codenet_like_uses_every_form_and_is_exact():
     assert_exact(prog, session(model), images_for(rng, (128, 128), 1))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_tiled_per_pixel_dilation_exact(monkeypatch, seed):
+    """The per-pixel dilation in pixel tiles (forced small here: every square block splits)."""
+    monkeypatch.setattr(onnx_fast, "TAP_TILE_PIXELS", 8)
+    rng = np.random.default_rng(1700 + seed)
+    hw = (int(rng.integers(8, 20)) * 2, int(rng.integers(8, 20)) * 2)
+    prog = random_program(rng, hw, max_offset=int(rng.integers(1, 9)), num_classes=2)
+    model = build_fast_int_onnx(prog)
+    kernels = [[list(a.ints) for a in n.attribute if a.name == "kernel_shape"] for n in model.graph.node
+               if n.op_type == "QLinearConv"]
+    lw = _FastLowering(prog)
+    planned = sum(1 for layer in prog.layers if layer.offset is not None and layer.name in lw.qplan)
+    assert planned and kernels.count([[1, 9]]) > planned  # some 1x9 reductions run per tile
+    assert_exact(prog, session(model), images_for(rng, hw))
+
+
+def test_tap_shifts_match_the_float_exact_tap_table():
+    """Padded-source row shifts (fast graph) and the float-exact graph's table name the same
+    source pixel for every offset, pixel and tap (or both fall outside the map)."""
+    from codenet_pynq.training.quant.onnx_int import TAPS
+
+    for h, w, f, b in ((12, 10, 1, 5), (16, 12, 2, 8), (16, 16, 4, 3), (8, 6, 2, 1)):
+        shifts, own = onnx_fast._tap_shifts(h, w, f, b)
+        pad = onnx_fast._tap_padding(b, f)
+        wp = w // f + 2 * pad
+        yy, xx = np.divmod(np.arange(h * w), w)
+        for o in range(b + 1):
+            rows = own[:, None] + shifts[o * f * f + (yy % f) * f + xx % f]
+            py, px = np.divmod(rows, wp)
+            py, px = py - pad, px - pad
+            d = 1 + o
+            for t, (dy, dx) in enumerate(TAPS):
+                ty, tx = yy + d * dy, xx + d * dx
+                inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
+                got_inside = (py[:, t] >= 0) & (py[:, t] < h // f) & (px[:, t] >= 0) & (px[:, t] < w // f)
+                assert np.array_equal(inside, got_inside)
+                assert np.array_equal(py[inside, t], ty[inside] // f) and np.array_equal(px[inside, t], tx[inside] // f)
+                assert (rows[:, t] >= 0).all() and (rows[:, t] < (h // f + 2 * pad) * wp).all()
+
+
+def test_depthwise_channels_padded_to_whole_blocks():
+    """ShuffleNet 1.0x branches (58 / 116 / 232 channels) run on 64 / 128 / 240 channels."""
+    rng = np.random.default_rng(8)
+    prog = codenet_like_program(rng, 64, width=1.0, decoder=(64, 32, 16), head=16, num_classes=2)
+    lw = _FastLowering(prog)
+    assert set(lw.channels.values()) == {64, 128, 240}
+    assert all(prog.tensors[t].shape[2] % 16 for t in lw.channels)
+    model = build_fast_int_onnx(prog)
+    inits = {i.name: i for i in model.graph.initializer}
+    dw = next(n for n in model.graph.node if n.name.startswith("stage2.0.b2.dw.QLinearConv"))
+    assert list(inits[dw.input[3]].dims)[0] == 64
+    assert_exact(prog, session(model), images_for(rng, (64, 64), 1))
+
+
 def test_s8_blocks_and_float_consumers_of_bytes_exact():
     """s8 tensors travel as bytes with zero point 128 (a concat of them, the per-pixel dilation
     reading one); a 3x3 full conv with an s8 input and a channel-multiplier dw also run."""
