@@ -112,6 +112,9 @@ def test_codenet_like_uses_every_form_and_is_exact():
     assert {"single", "dual", "mmi", "float"} <= set(f.values())
     mmi = [n for n, v in f.items() if v == "mmi"]
     assert any(n.startswith("decoder0") for n in mmi) and any(n.startswith("head") for n in mmi)
+    lw = _FastLowering(prog)
+    rounding = [layer.name for layer in prog.layers if layer.name in lw.mmi and onnx_fast._rounds_in_quantize(layer)]
+    assert "head.hm.out" in rounding and "head.hm.pw" in rounding  # an output and a byte tensor without Floor
     model = build_fast_int_onnx(prog)
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("MaxPool") == 1 and "MatMulInteger" in ops
@@ -119,6 +122,44 @@ def test_codenet_like_uses_every_form_and_is_exact():
     assert pool.name.startswith("stem.")  # pooled in the stem's own requantisation
     assert read_int_metadata(model)["outputs"]["hm"]["name"] == "hm_q"
     assert_exact(prog, session(model), images_for(rng, (128, 128), 1))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rounding_left_to_quantize_linear_matches_the_contract(seed):
+    """The 1x1 requantisation without Floor (_rounds_in_quantize): float32 ``acc * scale + c``
+    (rounded after the product, or once as a fused multiply-add), round half to even, saturate,
+    equals the contract for every accumulator of layers that pass the check, including large
+    ones, halves of the contract and accumulators far outside the output range."""
+    from codenet_pynq.program import Layer
+
+    rng = np.random.default_rng(300 + seed)
+    checked = 0
+    while checked < 6:
+        s = int(rng.integers(6, 16))
+        # small odd parts of M put halves inside the output range
+        m = np.array([[1 << 12, 3 << 11, 5 << 9, int(rng.integers(1 << 10, 1 << 15))][checked % 4]])
+        bias = rng.integers(-(1 << 18), 1 << 18, 1)
+        layer = Layer("conv", ["x"], "y", arrays={"M": m, "S": np.array([s]), "bias": bias})
+        if not onnx_fast._rounds_in_quantize(layer):
+            continue
+        checked += 1
+        bound = ((1 << 24) - abs(int(bias[0] * m[0]) + (1 << (s - 1)))) // int(m[0])  # requantised_in_float32
+        # both sides of every step of the contract (where a half would round the other way) and more
+        n = np.arange(-300, 300)
+        first = -((-(n * (1 << s) - (1 << (s - 1)))) // int(m[0])) - bias[0]
+        acc = np.unique(np.concatenate([rng.integers(-bound, bound + 1, 100_000), first - 1, first]))
+        acc = acc[np.abs(acc) <= bound]
+        scale = np.float32(m[0] * 2.0 ** -s)
+        c = np.float32(bias[0] * float(scale) + 2.0 ** (-s - 1))
+        assert float(c) == bias[0] * m[0] * 2.0 ** -s + 2.0 ** (-s - 1)  # exact
+        separate = acc.astype(np.float32) * scale + c
+        fused = (acc.astype(np.float64) * float(scale) + float(c)).astype(np.float32)
+        for lo, hi in ((-128, 127), (0, 255)):
+            want = requantize(acc[:, None], bias, m, np.array([s]), lo, hi)[:, 0]
+            for u in (separate, fused):
+                assert np.array_equal(np.clip(np.rint(u), lo, hi), want)
+    assert not onnx_fast._rounds_in_quantize(Layer("conv", ["x"], "y", arrays={
+        "M": np.array([1 << 14]), "S": np.array([16]), "bias": np.array([0])}))
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -247,9 +247,23 @@ class _FastLowering(_Lowering):
         lo, hi = int(a.get("lo", klo)), int(a.get("hi", khi))
         if requantised_in_float32(self.p, layer):
             scale = _multiplier(layer)
+            zp = self._kind_zp(layer.output)
+            out = layer.output in self.p.outputs.values() and not self.consumers.get(layer.output)
+            to_bytes = self._bytes_only(layer.output) or out
+            if to_bytes and zero_point(lo, hi) == zp and _rounds_in_quantize(layer):
+                # QuantizeLinear(u, 1, zp) = saturate(rint(u) + zp) with u = v - 1/2 + 2**-(S+1): rint(u)
+                # is floor(v) (u is never a half) and saturation is the clamp (see _rounds_in_quantize)
+                v = self._scale(g.op("Cast", [acc], layer.name, to=TensorProto.FLOAT), scale, layer.name,
+                                layer.arrays["bias"] * scale + np.ldexp(1.0, -layer.arrays["S"].astype(np.int64) - 1))
+                if out:  # the output's own integers (int8 for s8), rows: the graph output transposes them
+                    y = g.op("QuantizeLinear", [v, g.const(1.0), g.const(0, np.int8 if zp else np.uint8)], layer.name)
+                    return self._put_conv(layer, base, f, ROWS, y)
+                y = g.op("QuantizeLinear", [v, g.const(1.0), g.const(zp, np.uint8)], layer.name)
+                hb, wb, _ = self.shape(base)
+                y = g.op("Reshape", [y, g.const([1, hb, wb, len(scale)], np.int64)], layer.name)
+                return self._put_conv(layer, base, f, Q8, y)
             v = self._scale(g.op("Cast", [acc], layer.name, to=TensorProto.FLOAT), scale, layer.name,
                             layer.arrays["bias"] * scale + 0.5)
-            zp = self._kind_zp(layer.output)
             if self._bytes_only(layer.output) and zero_point(lo, hi) == zp:
                 # straight to bytes: QuantizeLinear(x, 1, zp) saturates x + zp to [0, 255], which on
                 # integers is the clamp to [lo, hi] plus the zero point (one op for Clip, Add, Cast)
@@ -396,6 +410,22 @@ class _FastLowering(_Lowering):
         t = g.op("Transpose", [t], hint, perm=[1, 0])
         return g.op("Reshape", [t, g.const([1, h, w, c], np.int64)], hint)
 
+
+
+def _rounds_in_quantize(layer: Layer) -> bool:
+    """Whether a float32-requantised 1x1 conv may leave its rounding to ``QuantizeLinear``.
+
+    The requantised value is ``v = acc * M 2**-S + (bias * M + 2**(S-1)) 2**-S``, a multiple of
+    ``2**-S``; ``u = v - 1/2 + 2**-(S+1)`` is a multiple of ``2**-(S+1)`` that is never a half, so
+    round-to-nearest gives ``floor(v)``. ``BatchNormalization`` computes ``u`` as ``acc * scale + c``:
+    the product is exact (:func:`.onnx_int.requantised_in_float32`), ``c = (2 bias M + 1) 2**-(S+1)``
+    is exact when ``|2 bias M + 1| <= 2**24``, and their rounded sum is ``u`` itself wherever
+    ``|u| < 256`` when ``S + 1 <= 16`` (float32 spacing there is at most ``2**-16``); elsewhere
+    rounding is monotonic, so it stays at or beyond +-256 and saturates like the clamp."""
+    m = layer.arrays["M"].astype(np.int64)
+    s = layer.arrays["S"].astype(np.int64)
+    return int(s.max(initial=0)) <= 15 and bool((np.abs(2 * layer.arrays["bias"].astype(np.int64) * m + 1)
+                                                 <= 1 << 24).all())
 
 
 def _tap_padding(max_offset: int, f: int) -> int:
