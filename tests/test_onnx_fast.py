@@ -178,6 +178,17 @@ def test_tiled_per_pixel_dilation_exact(monkeypatch, seed):
     assert_exact(prog, session(model), images_for(rng, hw))
 
 
+def test_tiled_heads_run_their_1x1_convs_per_tile(monkeypatch):
+    """A 1x1 conv reading a tiled per-pixel dilation runs per tile (the heads' output convs)."""
+    monkeypatch.setattr(onnx_fast, "TAP_TILE_PIXELS", 256)
+    rng = np.random.default_rng(17)
+    prog = codenet_like_program(rng, 128, width=0.5, decoder=(64, 32, 32), head=32, num_classes=3)
+    model = build_fast_int_onnx(prog)
+    per_tile = [n for n in model.graph.node if n.op_type == "MatMulInteger" and n.name.startswith("head.hm.out.")]
+    assert len(per_tile) == 4  # 32 x 32 pixels in tiles of 256
+    assert_exact(prog, session(model), images_for(rng, (128, 128), 1))
+
+
 def test_tap_shifts_match_the_float_exact_tap_table():
     """Padded-source row shifts (fast graph) and the float-exact graph's table name the same
     source pixel for every offset, pixel and tap (or both fall outside the map)."""

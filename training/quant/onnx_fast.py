@@ -81,6 +81,7 @@ class _FastLowering(_Lowering):
                 self.consumers.setdefault(t, []).append(layer)
         self.channels = self._plan_channel_padding(program)
         self.row_index: Dict[Tuple[str, int], str] = {}
+        self.tiles: Dict[str, List[str]] = {}  # tiled per-pixel dilation output -> its tiles (1, n, 1, C)
         super().__init__(program, exact=True)
 
     # ---------------------------------------------------------------- planning
@@ -167,6 +168,12 @@ class _FastLowering(_Lowering):
     def _convert(self, tensor: str, layout: str) -> str:
         g = self.g
         h, w, c = self.shape(tensor)
+        if tensor in self.tiles and (tensor, Q8) not in self.vals:  # join the tiles of a per-pixel dilation
+            y = g.op("Concat", self.tiles[tensor], tensor, axis=1)
+            self.vals[(tensor, Q8)] = g.op("Reshape", [y, g.const([1, h, w, self.channels.get(tensor, c)], np.int64)],
+                                           tensor)
+            if layout == Q8:
+                return self.vals[(tensor, Q8)]
         if tensor == self.p.input and layout == Q8:
             v = "image"  # raw NHWC uint8, kind u8
         elif layout == Q8:  # float (integers) -> bytes + zero point
@@ -231,51 +238,61 @@ class _FastLowering(_Lowering):
     def _mmi(self, layer: Layer) -> None:
         """1x1 conv as ``MatMulInteger`` (u8 rows x s8, int32) and the float-exact requantisation:
         in float32 (``acc * M 2**-S + (bias * M + 2**(S-1)) 2**-S`` exact where the layer's
-        multipliers fit, as in the folded convs) or else in float64 (:meth:`_requantize`)."""
+        multipliers fit, as in the folded convs) or else in float64 (:meth:`_requantize`).
+
+        On the output of a tiled per-pixel dilation it runs per tile (the tile is still in
+        cache) and the requantised tiles are joined."""
         g = self.g
-        a = layer.attrs
         x = layer.inputs[0]
         base, f = self._coarse_of(x)
         hb, wb, _ = self.shape(base)
         cin = self.channels.get(base, layer.arrays["weight"].shape[3])  # padded channels: zero weights
-        src = g.op("Reshape", [self.get(base, Q8), g.const([hb * wb, cin], np.int64)], layer.name)
         w2 = np.ascontiguousarray(layer.arrays["weight"][:, 0, 0, :].T)
-        w2 = np.pad(w2, ((0, cin - w2.shape[0]), (0, 0)))
-        acc = g.op("MatMulInteger", [src, g.const(w2.astype(np.int8), np.int8, f"{layer.name}.w"),
-                                     g.const(self._kind_zp(x), np.uint8)], layer.name)
-        klo, khi = kind_range(self.p.tensors[layer.output].kind, self.p.max_offset)
-        lo, hi = int(a.get("lo", klo)), int(a.get("hi", khi))
-        if requantised_in_float32(self.p, layer):
-            scale = _multiplier(layer)
-            zp = self._kind_zp(layer.output)
-            out = layer.output in self.p.outputs.values() and not self.consumers.get(layer.output)
-            to_bytes = self._bytes_only(layer.output) or out
-            if to_bytes and zero_point(lo, hi) == zp and _rounds_in_quantize(layer):
-                # QuantizeLinear(u, 1, zp) = saturate(rint(u) + zp) with u = v - 1/2 + 2**-(S+1): rint(u)
-                # is floor(v) (u is never a half) and saturation is the clamp (see _rounds_in_quantize)
-                v = self._scale(g.op("Cast", [acc], layer.name, to=TensorProto.FLOAT), scale, layer.name,
-                                layer.arrays["bias"] * scale + np.ldexp(1.0, -layer.arrays["S"].astype(np.int64) - 1))
-                if out:  # the output's own integers (int8 for s8), rows: the graph output transposes them
-                    y = g.op("QuantizeLinear", [v, g.const(1.0), g.const(0, np.int8 if zp else np.uint8)], layer.name)
-                    return self._put_conv(layer, base, f, ROWS, y)
-                y = g.op("QuantizeLinear", [v, g.const(1.0), g.const(zp, np.uint8)], layer.name)
-                hb, wb, _ = self.shape(base)
-                y = g.op("Reshape", [y, g.const([1, hb, wb, len(scale)], np.int64)], layer.name)
-                return self._put_conv(layer, base, f, Q8, y)
-            v = self._scale(g.op("Cast", [acc], layer.name, to=TensorProto.FLOAT), scale, layer.name,
-                            layer.arrays["bias"] * scale + 0.5)
-            if self._bytes_only(layer.output) and zero_point(lo, hi) == zp:
-                # straight to bytes: QuantizeLinear(x, 1, zp) saturates x + zp to [0, 255], which on
-                # integers is the clamp to [lo, hi] plus the zero point (one op for Clip, Add, Cast)
-                y = g.op("QuantizeLinear", [g.op("Floor", [v], layer.name), g.const(1.0), g.const(zp, np.uint8)],
-                         layer.name)
-                hb, wb, _ = self.shape(base)
-                y = g.op("Reshape", [y, g.const([1, hb, wb, len(scale)], np.int64)], layer.name)
-                return self._put_conv(layer, base, f, Q8, y)
-            y = g.op("Floor", [g.op("Clip", [v, g.const(lo), g.const(hi)], layer.name)], layer.name)
+        w2 = g.const(np.pad(w2, ((0, cin - w2.shape[0]), (0, 0))).astype(np.int8), np.int8, f"{layer.name}.w")
+        if base in self.tiles and (base, Q8) not in self.vals:
+            tiles = self.tiles[base]
         else:
-            y = self._requantize(layer, [acc], lo, hi)
-        self._put_conv(layer, base, f, ROWS, y)
+            tiles = [self.get(base, Q8)]
+        ys = []
+        for tile in tiles:
+            src = g.op("Reshape", [tile, g.const([-1, cin], np.int64)], layer.name)
+            acc = g.op("MatMulInteger", [src, w2, g.const(self._kind_zp(x), np.uint8)], layer.name)
+            y, layout = self._mmi_requantize(layer, acc)
+            ys.append(y)
+        y = ys[0] if len(ys) == 1 else g.op("Concat", ys, layer.name, axis=0)
+        if layout == Q8:
+            y = g.op("Reshape", [y, g.const([1, hb, wb, layer.arrays["weight"].shape[0]], np.int64)], layer.name)
+        self._put_conv(layer, base, f, layout, y)
+
+    def _mmi_requantize(self, layer: Layer, acc: str) -> Tuple[str, str]:
+        """``(rows, layout)``: the requantised int32 rows of :meth:`_mmi`, as bytes (Q8, still to be
+        shaped), as the output's own integers, or as float integers (ROWS)."""
+        g = self.g
+        klo, khi = kind_range(self.p.tensors[layer.output].kind, self.p.max_offset)
+        lo, hi = int(layer.attrs.get("lo", klo)), int(layer.attrs.get("hi", khi))
+        if not requantised_in_float32(self.p, layer):
+            return self._requantize(layer, [acc], lo, hi), ROWS
+        scale = _multiplier(layer)
+        zp = self._kind_zp(layer.output)
+        out = layer.output in self.p.outputs.values() and not self.consumers.get(layer.output)
+        to_bytes = self._bytes_only(layer.output) or out
+        if to_bytes and zero_point(lo, hi) == zp and _rounds_in_quantize(layer):
+            # QuantizeLinear(u, 1, zp) = saturate(rint(u) + zp) with u = v - 1/2 + 2**-(S+1): rint(u)
+            # is floor(v) (u is never a half) and saturation is the clamp (see _rounds_in_quantize)
+            v = self._scale(g.op("Cast", [acc], layer.name, to=TensorProto.FLOAT), scale, layer.name,
+                            layer.arrays["bias"] * scale + np.ldexp(1.0, -layer.arrays["S"].astype(np.int64) - 1))
+            if out:  # the output's own integers (int8 for s8), rows: the graph output transposes them
+                return g.op("QuantizeLinear", [v, g.const(1.0), g.const(0, np.int8 if zp else np.uint8)],
+                            layer.name), ROWS
+            return g.op("QuantizeLinear", [v, g.const(1.0), g.const(zp, np.uint8)], layer.name), Q8
+        v = self._scale(g.op("Cast", [acc], layer.name, to=TensorProto.FLOAT), scale, layer.name,
+                        layer.arrays["bias"] * scale + 0.5)
+        if self._bytes_only(layer.output) and zero_point(lo, hi) == zp:
+            # straight to bytes: QuantizeLinear(x, 1, zp) saturates x + zp to [0, 255], which on
+            # integers is the clamp to [lo, hi] plus the zero point (one op for Clip, Add, Cast)
+            return g.op("QuantizeLinear", [g.op("Floor", [v], layer.name), g.const(1.0), g.const(zp, np.uint8)],
+                        layer.name), Q8
+        return g.op("Floor", [g.op("Clip", [v, g.const(lo), g.const(hi)], layer.name)], layer.name), ROWS
 
     def _bytes_only(self, tensor: str) -> bool:
         """Whether every consumer of ``tensor`` reads it as bytes (and it is not a graph output)."""
@@ -338,8 +355,11 @@ class _FastLowering(_Lowering):
             taps = g.op("Gather", [src, part], layer.name, axis=0)
             taps = g.op("Reshape", [taps, g.const([1, h * wd // n, 9, o], np.int64)], layer.name)
             ys.append(self._qlinear(taps, layer, wq, zp, 0, layer.name, kernel_shape=[1, 9], group=o))
-        y = ys[0] if n == 1 else g.op("Concat", ys, layer.name, axis=1)
-        self.put(layer.output, Q8, g.op("Reshape", [y, g.const([1, h, wd, o], np.int64)], layer.name))
+        if n == 1:
+            self.put(layer.output, Q8, g.op("Reshape", [ys[0], g.const([1, h, wd, o], np.int64)], layer.name))
+        else:  # a 1x1 conv reading it runs per tile (_mmi); other readers get the joined map (_convert)
+            self.tiles[layer.output] = ys
+            self.home[layer.output] = Q8
 
     def _tap_rows(self, off: str, f: int) -> str:
         """int32 (H*W*9,) row indices, pixel-major and tap-minor, of the per-pixel dilation into
@@ -349,8 +369,10 @@ class _FastLowering(_Lowering):
         A tap outside the map lands in the padding (fine row ``y'`` is inside exactly when its
         coarse row ``floor(y' / f)`` is), so a row index is the pixel's own padded row plus a
         shift that depends only on the pixel's offset and its position within its coarse pixel:
-        one ``Gather`` from a (B+1)*f*f x 9 table of shifts and one ``Add``. An offset map that
-        is a deferred upsample is upsampled here (int32, one pixel per element)."""
+        one ``Gather`` from a table of shifts and one ``Add``. Where the offsets are held at
+        least as coarse (the square blocks after an upsample), both run once per coarse pixel
+        over its f*f pixels' taps, and a transpose puts the rows in pixel order; otherwise once
+        per pixel (an offset map that is a deferred upsample upsampled here, int32)."""
         key = (off, f)
         if key in self.row_index:
             return self.row_index[key]
@@ -361,16 +383,28 @@ class _FastLowering(_Lowering):
         hb, wb, _ = self.shape(base)
         d = g.op("Cast", [g.op("Reshape", [self.get(base, ROWS), g.const([hb, 1, wb, 1], np.int64)], off)], off,
                  to=TensorProto.INT32)
-        if f > 1:
-            d = g.op("Mul", [d, g.const(f * f, np.int32)], off)
-        if fo > 1:  # fine pixel -> its coarse pixel's offset
-            d = g.op("Expand", [d, g.const([hb, fo, wb, fo], np.int64)], off)
-        d = g.op("Reshape", [d, g.const([h * w], np.int64)], off)
-        if f > 1:  # + the pixel's position within its coarse pixel
-            yy, xx = np.divmod(np.arange(h * w), w)
-            d = g.op("Add", [d, g.const((yy % f) * f + xx % f, np.int32, f"{off}.sub")], off)
-        idx = g.op("Gather", [g.const(shifts, np.int32, f"{off}.shifts"), d], off, axis=0)  # (HW, 9)
-        idx = g.op("Add", [idx, g.const(own[:, None], np.int32, f"{off}.own")], off)
+        if f > 1 and fo % f == 0:  # per coarse pixel (f x f pixels of one offset)
+            hc, wc = h // f, w // f
+            if fo > f:
+                d = g.op("Expand", [d, g.const([hb, fo // f, wb, fo // f], np.int64)], off)
+            d = g.op("Reshape", [d, g.const([hc * wc], np.int64)], off)
+            table = g.const(shifts.reshape(-1, f * f * 9), np.int32, f"{off}.shifts")  # offset -> (a, b, tap)
+            idx = g.op("Gather", [table, d], off, axis=0)  # (coarse pixel, a, b, tap)
+            own_c = own.reshape(hc, f, wc, f)[:, 0, :, 0].reshape(-1, 1)
+            idx = g.op("Add", [idx, g.const(own_c, np.int32, f"{off}.own")], off)
+            idx = g.op("Transpose", [g.op("Reshape", [idx, g.const([hc, wc, f, f * 9], np.int64)], off)], off,
+                       perm=[0, 2, 1, 3])  # -> (y, x) pixel order
+        else:
+            if f > 1:
+                d = g.op("Mul", [d, g.const(f * f, np.int32)], off)
+            if fo > 1:  # fine pixel -> its coarse pixel's offset
+                d = g.op("Expand", [d, g.const([hb, fo, wb, fo], np.int64)], off)
+            d = g.op("Reshape", [d, g.const([h * w], np.int64)], off)
+            if f > 1:  # + the pixel's position within its coarse pixel
+                yy, xx = np.divmod(np.arange(h * w), w)
+                d = g.op("Add", [d, g.const((yy % f) * f + xx % f, np.int32, f"{off}.sub")], off)
+            idx = g.op("Gather", [g.const(shifts, np.int32, f"{off}.shifts"), d], off, axis=0)  # (HW, 9)
+            idx = g.op("Add", [idx, g.const(own[:, None], np.int32, f"{off}.own")], off)
         idx = g.op("Reshape", [idx, g.const([h * w * 9], np.int64)], off)
         self.row_index[key] = idx
         return idx
