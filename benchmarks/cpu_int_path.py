@@ -46,60 +46,61 @@ WHY = """What the fast graph changes (details and the exactness argument in
 [quantization.md](quantization.md#the-fast-integer-cpu-graph)): 8-bit NHWC tensors between the
 layers instead of float32 ones; most convs as `QLinearConv` (int4 x u8, int32 accumulation,
 requantisation fused, with float32 scales proven to round like the contract; some depthwise
-layers need the dual form, two convs and a `Max`), the 1x1 convs that would need it (or have
-15-bit multipliers) as `MatMulInteger` with the float-exact requantisation, only the int8 stem
-in float, pooled before it requantises (counts per size in the notes above);
-the per-pixel dilation gathers bytes (a quarter of the float gather's traffic) and one 1x9
-depthwise `QLinearConv` reduces the 9 taps; channel shuffles move bytes with 2-D transposes and a
-row `Gather`.
+layers need the dual form, two convs and a `Max`), the ShuffleNet branches on whole blocks of 16
+channels (58 / 116 / 232 padded to 64 / 128 / 240 with zero weights: the runtime's depthwise
+kernel is twice as fast on them), the 1x1 convs that would need the dual form (or have 15-bit
+multipliers) as `MatMulInteger` with the float-exact requantisation, its rounding left to
+`QuantizeLinear` where that is exact, only the int8 stem in float, pooled before it requantises
+(counts per size in the notes above); the per-pixel dilation gathers bytes from a zero-padded
+source (tap rows from a small table of shifts) in tiles of 4096 pixels, each reduced by a 1x9
+depthwise `QLinearConv` while its taps are still in cache, and the heads' 1x1 output convs run
+per tile; channel shuffles move bytes with 2-D transposes and a row `Gather`.
 
-Measured alternatives (separate microbenchmarks on this machine, same loaded conditions, so
-indicative only): the byte shuffle as one transpose of the two innermost axes costs 0.3 ms with
-1 thread but 1.4 ms and more with 2 (ONNX Runtime's transpose of small inner blocks), the 2-D
-transposes + `Gather` 0.36 ms with either; the 1x9 depthwise as 3x3 with stride 3 over the same
-taps, or as 1x9 stride 9 over 128 x 1152, is no faster (4-6 ms CPU at 128 x 128 x 128);
+The steps of 2026-12-07 (second session), as the sum of per-node minima at 512 with 1 thread
+(profiler, fastest of 12 runs per node, all graphs alternately in one process, measured here):
+the fast graph before 59.1 ms; tiles, padded-source tap rows and 16-channel blocks 47.8 ms;
+`QuantizeLinear` rounding 47.6 ms; tap rows per coarse pixel and the heads' 1x1 convs per tile
+46.2 ms (1.28x in all). With 2 threads the tiles gain more (the taps of a 128 x 128 head are 19 MB,
+more than this VM's share of the cache): the earlier runs of this benchmark gave int / fast
+2.1x to 2.5x and 19.8 to 21.9 fps at 512 with 2 threads.
+
+Measured alternatives (separate microbenchmarks on this machine, indicative only): the byte
+shuffle as one transpose of the two innermost axes costs 0.26 ms with 1 thread but 3.3 ms with
+2 at 64 x 64 x 116 (ONNX Runtime's transpose of small inner blocks), the 2-D transposes +
+`Gather` 0.35 ms with either, a `Gather` on the channel axis 2.3 to 4.7 ms; the 1x9 depthwise as
+3x3 with stride 3 over the same taps, or as 1x9 stride 9 over 128 x 1152, is no faster;
 `ConvInteger` for a depthwise conv is about 30x slower than `QLinearConv`; an int8 (s8s8) 1x9
-`QLinearConv` is about 20 % faster than u8 (not used: it would need int8 tensors beside the u8
-ones); `session.dynamic_block_base` made no difference. Tiling the per-pixel dilation (the taps
-gathered and reduced in about 2 MB pixel tiles, so that a tile is still in cache when its conv
-reads it) was about 2x faster for one head alone in a microbenchmark but gave no consistent gain
-in the whole graph (2026-12-07, A/B in alternating blocks: within the run-to-run spread), so it
-was not kept.
+`QLinearConv` over a 4096-pixel tile is no faster than u8 (0.83 against 0.64 ms);
+`session.dynamic_block_base` made no difference; ONNX Runtime's parallel executor (heads on two
+inter-op threads) made the graph 1.7x slower; tiles of 1024 or 2048 pixels were no faster than
+4096.
 
 OpenVINO (2026-12-07, `openvino` 2026.4.1 from PyPI, CPU plugin, f32 precision hint, 2 threads,
 not a dependency): it cannot read the fast graph (no conversion rule for the `com.microsoft`
 `QLinearConv`), and on the stored float-exact graph at 512 it took 99 ms against ONNX Runtime's
-133 ms for the same graph and 50 ms for the fast graph (same process, 5 runs each), with
-outputs that differ from the golden almost everywhere. Why it differs: comparing every
+133 ms for the same graph and 50 ms for the fast graph of that day (same process, 5 runs each),
+with outputs that differ from the golden almost everywhere. Why it differs: comparing every
 intermediate tensor with ONNX Runtime's, the first one that differs is the stem's requantisation,
 which the graph does in float64 (as every layer whose multipliers are exact only in float64): the
 CPU plugin runs float64 as float32, and the rounding differences then propagate. Even exact, it would
 be slower than the fast graph, so no OpenVINO backend was added.
 
 What bounds it: the executed MACs per second stay far below the int8 peak because most of the
-time is not in dense int8 GEMM. The heads' per-pixel dilation (128 x 128 x 128 taps gathered
-from a 64 x 64 source, 19 MB of bytes per head, then a depthwise reduction that MLAS runs at
-about 5 GMAC/s) is memory-bound and takes the largest share; the backbone is many small convs
-(16 x 16 to 64 x 64 maps, 58 to 232 channels) where per-node overhead and the dual depthwise
-convs weigh; the stem stays float. With 2 threads on this shared VM the second core is often
-busy with other jobs, so the 2-thread runs then gain little over 1 thread and lose badly when
-the pool threads spin (on a quiet machine spinning is faster, see the no-spin columns; under
-this VM's usual load spinning made both graphs up to 2x slower, hence the `spin=False` option).
-Repeated runs of this benchmark on this VM (load average 0.6 to 10) gave int / fast at 512
-between about 2.0x and 3.3x (1 thread) and 2.0x and 3.1x (2 threads), and 22 to 26 fps at 512
-with 2 threads in the runs at load below 1.5; the per-node minima are the closest to an idle
-core. At 256 the fast graph gains less: its backbone convs run on 8 x 8 to 32 x 32 maps, where a
-`QLinearConv` call costs about 0.06 ms whatever its size (so the dual form's second call
-weighs), about what ONNX Runtime's blocked float convs take there.
+time is not in dense int8 GEMM (the 1x1 convs run at 50 to 85 GMAC/s per core, near the AVX2
+kernel's speed). The heads' per-pixel dilation (128 x 128 x 128 taps per head, gathered as
+rows of bytes, then a depthwise reduction that the runtime runs at about 7 GMAC/s even from
+cache) is the largest share; the backbone is many small convs (16 x 16 to 64 x 64 maps) where
+per-call overhead, the dual depthwise convs (the second conv matters for only 2 to 12 % of the
+channels, but no exact single form exists for `s8` outputs) and the channel shuffles (about
+2.5 ms per frame) weigh; the stem stays float. With 2 threads on this shared VM the second core
+is often busy with other jobs, so 2-thread runs then gain little over 1 thread and lose badly
+when the pool threads spin (on a quiet machine spinning is faster, see the no-spin columns).
+At 256 the fast graph gains less: the heads are one tile, and the backbone convs run on 8 x 8 to
+32 x 32 maps, where a `QLinearConv` call costs about 0.06 ms whatever its size.
 
-Frames in flight (2026-12-07): two single-thread sessions running whole frames give more frames
-per second than one 2-thread session at 512 (1.15x to 1.28x in three runs), because many layers
-are too small to split over two cores; memory traffic keeps it below twice the 1-thread rate. Three
-runs that day (load average 0.7 to 1.3, the VM up to 40 % slower than in the previous
-session's runs: int 1-thread 162 to 215 ms against 153) gave fast / int 2.48x, 2.49x and 2.52x streamed and
-2.13x to 2.39x one frame at a time with 2 threads, and 21 to 23 fps streamed at 512: the issue's
-target (2.5x or 25 fps) is at the edge, not met robustly. The int8-bytes variant of the per-pixel
-dilation (s8 x s8 kernels) was tried and dropped (quantization.md).
+Frames in flight: two single-thread sessions running whole frames give about as many frames per
+second as one 2-thread session at 512 now that the heads' tiles split well over two threads
+(before the tiles: 1.15x to 1.28x more); memory traffic keeps them below twice the 1-thread rate.
 """
 
 

@@ -514,8 +514,9 @@ def runtime_self_test() -> bool:
     """Whether this ONNX Runtime's ``QLinearConv`` requantises as :func:`.qlinear.qlinear_requantize`
     models it (the premise of every scale :func:`.qlinear.qlinear_scales` proves exact).
 
-    Probes the three conv shapes the fast graph uses (1x1, 3x3 depthwise with padding and
-    stride 2, 1x9 depthwise over gathered taps) with both zero points, scales a few float32
+    Probes the conv shapes the fast graph uses (1x1, 3x3 depthwise with padding and stride 2,
+    1x9 depthwise over gathered taps, a depthwise conv whose channels are not a multiple of 16,
+    which the runtime runs with another kernel) with both zero points, scales a few float32
     steps around ``M 2**-S`` with small M (so that many accumulators fall exactly on halves),
     and compares every output with the model. Cached per process; False if anything fails.
     """
@@ -542,6 +543,9 @@ def runtime_self_test() -> bool:
          rng.integers(-3000, 3000, k), dict(kernel_shape=[3, 3], group=k, pads=[1] * 4, strides=[2, 2]), square(2, 1)),
         (rng.integers(0, 256, (1, 64, 9, k), dtype=np.uint8), rng.integers(-7, 8, (k, 1, 1, 9)).astype(np.int8),
          rng.integers(-3000, 3000, k), dict(kernel_shape=[1, 9], group=k), taps),
+        # channels not a multiple of 16: the runtime's other depthwise kernel
+        (rng.integers(0, 256, (1, 9, 7, k - 6), dtype=np.uint8), rng.integers(-7, 8, (k - 6, 1, 3, 3)).astype(np.int8),
+         rng.integers(-3000, 3000, k - 6), dict(kernel_shape=[3, 3], group=k - 6, pads=[1] * 4), square(1, 1)),
     ]
     try:
         opts = ort.SessionOptions()
@@ -549,10 +553,11 @@ def runtime_self_test() -> bool:
         for x, w, b, attrs, reference in cases:
             for zp_in in (0, 128):
                 acc = reference(x[0].astype(np.int64) - zp_in, w) + b
+                sc = scales[:w.shape[0]]
                 for zp_out in (0, 128):
-                    model = _probe_model(x.shape, w, b, scales, zp_in, zp_out, **attrs)
+                    model = _probe_model(x.shape, w, b, sc, zp_in, zp_out, **attrs)
                     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-                    if not np.array_equal(sess.run(None, {"x": x})[0][0], qlinear_requantize(acc, scales, zp_out)):
+                    if not np.array_equal(sess.run(None, {"x": x})[0][0], qlinear_requantize(acc, sc, zp_out)):
                         return False
     except Exception:  # a runtime without the contrib op (or with another signature) fails the probe
         return False
