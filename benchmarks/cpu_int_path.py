@@ -98,9 +98,10 @@ when the pool threads spin (on a quiet machine spinning is faster, see the no-sp
 At 256 the fast graph gains less: the heads are one tile, and the backbone convs run on 8 x 8 to
 32 x 32 maps, where a `QLinearConv` call costs about 0.06 ms whatever its size.
 
-Frames in flight: two single-thread sessions running whole frames give about as many frames per
-second as one 2-thread session at 512 now that the heads' tiles split well over two threads
-(before the tiles: 1.15x to 1.28x more); memory traffic keeps them below twice the 1-thread rate.
+Frames in flight: two single-thread sessions running whole frames now give 0.96x to 1.10x the
+frames per second of one 2-thread session at 512 (two runs of 2026-12-07, second session; before
+the tiles 1.15x to 1.28x), as the heads' tiles split well over two threads; memory traffic keeps
+them below twice the 1-thread rate.
 """
 
 
