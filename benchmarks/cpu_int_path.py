@@ -62,7 +62,9 @@ the fast graph before 59.1 ms; tiles, padded-source tap rows and 16-channel bloc
 `QuantizeLinear` rounding 47.6 ms; tap rows per coarse pixel and the heads' 1x1 convs per tile
 46.2 ms (1.28x in all). With 2 threads the tiles gain more (the taps of a 128 x 128 head are 19 MB,
 more than this VM's share of the cache): the earlier runs of this benchmark gave int / fast
-2.1x to 2.5x and 19.8 to 21.9 fps at 512 with 2 threads.
+2.1x to 2.5x and 19.8 to 21.9 fps at 512 with 2 threads; three runs after these steps (same day,
+load average 0.2 to 1.1, the int graph 89 to 129 ms) gave 3.14x to 3.31x and 24.4 to 37.4 fps one
+frame at a time, 28.8 to 36.0 fps with two frames in flight.
 
 Measured alternatives (separate microbenchmarks on this machine, indicative only): the byte
 shuffle as one transpose of the two innermost axes costs 0.26 ms with 1 thread but 3.3 ms with

@@ -115,8 +115,9 @@ Measured alternatives before the folding (2 threads): on a head-sized tap accumu
 penalty-map formulation no faster than the gathers. `MatMulInteger` for the 1x1 convs: about
 15 % of the whole graph. No gain: a broadcast `Mul` for the per-tap scale, an n-ary `Sum` for
 the 9 taps, the float64 requantisation split into output-channel chunks; slower: ONNX Runtime's
-parallel executor. `QLinearConv` is not an option: its float32 scale and round-half-even
-requantisation differ from the contract. After the folding, on the 9-tap accumulation alone
+parallel executor. `QLinearConv` with the plain scale `M 2**-S` differs from the contract (round
+half to even); the fast graph (section "CPU integer path") uses it with scales proven exact.
+After the folding, on the 9-tap accumulation alone
 (128 channels, 64 x 64 / 128 x 128 output, coarse source): the 9 x (scale, Gather, Add) 2.7 /
 5.9 ms; the 9 scaled sources concatenated, one Gather and a `ReduceSum` 5.1 / 13.0 ms; 9 Gathers
 and one n-ary `Sum` 3.1 / 11.0 ms. The `Floor` after each folded conv has no NCHWc kernel in ONNX
