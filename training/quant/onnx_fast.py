@@ -168,7 +168,7 @@ class _FastLowering(_Lowering):
     def _convert(self, tensor: str, layout: str) -> str:
         g = self.g
         h, w, c = self.shape(tensor)
-        if tensor in self.tiles and (tensor, Q8) not in self.vals:  # join the tiles of a per-pixel dilation
+        if self._unjoined(tensor):  # join the tiles of a per-pixel dilation
             y = g.op("Concat", self.tiles[tensor], tensor, axis=1)
             self.vals[(tensor, Q8)] = g.op("Reshape", [y, g.const([1, h, w, self.channels.get(tensor, c)], np.int64)],
                                            tensor)
@@ -249,50 +249,63 @@ class _FastLowering(_Lowering):
         cin = self.channels.get(base, layer.arrays["weight"].shape[3])  # padded channels: zero weights
         w2 = np.ascontiguousarray(layer.arrays["weight"][:, 0, 0, :].T)
         w2 = g.const(np.pad(w2, ((0, cin - w2.shape[0]), (0, 0))).astype(np.int8), np.int8, f"{layer.name}.w")
-        if base in self.tiles and (base, Q8) not in self.vals:
-            tiles = self.tiles[base]
-        else:
-            tiles = [self.get(base, Q8)]
+        tiles = self.tiles[base] if self._unjoined(base) else [self.get(base, Q8)]
+        form = self._mmi_form(layer)
         ys = []
         for tile in tiles:
             src = g.op("Reshape", [tile, g.const([-1, cin], np.int64)], layer.name)
             acc = g.op("MatMulInteger", [src, w2, g.const(self._kind_zp(x), np.uint8)], layer.name)
-            y, layout = self._mmi_requantize(layer, acc)
+            y, layout = self._mmi_requantize(layer, acc, form)
             ys.append(y)
         y = ys[0] if len(ys) == 1 else g.op("Concat", ys, layer.name, axis=0)
         if layout == Q8:
             y = g.op("Reshape", [y, g.const([1, hb, wb, layer.arrays["weight"].shape[0]], np.int64)], layer.name)
         self._put_conv(layer, base, f, layout, y)
 
-    def _mmi_requantize(self, layer: Layer, acc: str) -> Tuple[str, str]:
-        """``(rows, layout)``: the requantised int32 rows of :meth:`_mmi`, as bytes (Q8, still to be
-        shaped), as the output's own integers, or as float integers (ROWS)."""
+    def _mmi_form(self, layer: Layer) -> str:
+        """How :meth:`_mmi` requantises: ``"float64"`` (:meth:`_requantize`), or in float32 with the
+        rounding left to ``QuantizeLinear`` into bytes (``"round-bytes"``) or into the graph output's
+        own integers (``"round-output"``), or with ``Floor`` into bytes (``"floor-bytes"``) or float
+        integers (``"floor-rows"``)."""
+        if not requantised_in_float32(self.p, layer):
+            return "float64"
+        klo, khi = kind_range(self.p.tensors[layer.output].kind, self.p.max_offset)
+        full = zero_point(int(layer.attrs.get("lo", klo)), int(layer.attrs.get("hi", khi))) == self._kind_zp(layer.output)
+        out = layer.output in self.p.outputs.values() and not self.consumers.get(layer.output)
+        if full and (out or self._bytes_only(layer.output)) and _rounds_in_quantize(layer):
+            return "round-output" if out else "round-bytes"
+        return "floor-bytes" if full and self._bytes_only(layer.output) else "floor-rows"
+
+    def _mmi_requantize(self, layer: Layer, acc: str, form: str) -> Tuple[str, str]:
+        """``(rows, layout)``: the int32 rows ``acc`` of :meth:`_mmi` requantised in ``form``
+        (:meth:`_mmi_form`), as bytes (Q8, still to be shaped), as the output's own integers, or
+        as float integers (ROWS)."""
         g = self.g
         klo, khi = kind_range(self.p.tensors[layer.output].kind, self.p.max_offset)
         lo, hi = int(layer.attrs.get("lo", klo)), int(layer.attrs.get("hi", khi))
-        if not requantised_in_float32(self.p, layer):
+        if form == "float64":
             return self._requantize(layer, [acc], lo, hi), ROWS
         scale = _multiplier(layer)
         zp = self._kind_zp(layer.output)
-        out = layer.output in self.p.outputs.values() and not self.consumers.get(layer.output)
-        to_bytes = self._bytes_only(layer.output) or out
-        if to_bytes and zero_point(lo, hi) == zp and _rounds_in_quantize(layer):
-            # QuantizeLinear(u, 1, zp) = saturate(rint(u) + zp) with u = v - 1/2 + 2**-(S+1): rint(u)
-            # is floor(v) (u is never a half) and saturation is the clamp (see _rounds_in_quantize)
-            v = self._scale(g.op("Cast", [acc], layer.name, to=TensorProto.FLOAT), scale, layer.name,
-                            layer.arrays["bias"] * scale + np.ldexp(1.0, -layer.arrays["S"].astype(np.int64) - 1))
-            if out:  # the output's own integers (int8 for s8), rows: the graph output transposes them
-                return g.op("QuantizeLinear", [v, g.const(1.0), g.const(0, np.int8 if zp else np.uint8)],
-                            layer.name), ROWS
-            return g.op("QuantizeLinear", [v, g.const(1.0), g.const(zp, np.uint8)], layer.name), Q8
+        # round-*: QuantizeLinear(u, 1, zp) = saturate(rint(u) + zp) with u = v - 1/2 + 2**-(S+1): rint(u)
+        # is floor(v) (u is never a half) and saturation is the clamp (see _rounds_in_quantize)
+        half = np.ldexp(1.0, -layer.arrays["S"].astype(np.int64) - 1) if form.startswith("round") else 0.5
         v = self._scale(g.op("Cast", [acc], layer.name, to=TensorProto.FLOAT), scale, layer.name,
-                        layer.arrays["bias"] * scale + 0.5)
-        if self._bytes_only(layer.output) and zero_point(lo, hi) == zp:
+                        layer.arrays["bias"] * scale + half)
+        if form == "round-output":  # the output's own integers (int8 for s8), rows: the graph output transposes them
+            return g.op("QuantizeLinear", [v, g.const(1.0), g.const(0, np.int8 if zp else np.uint8)], layer.name), ROWS
+        if form == "round-bytes":
+            return g.op("QuantizeLinear", [v, g.const(1.0), g.const(zp, np.uint8)], layer.name), Q8
+        if form == "floor-bytes":
             # straight to bytes: QuantizeLinear(x, 1, zp) saturates x + zp to [0, 255], which on
             # integers is the clamp to [lo, hi] plus the zero point (one op for Clip, Add, Cast)
             return g.op("QuantizeLinear", [g.op("Floor", [v], layer.name), g.const(1.0), g.const(zp, np.uint8)],
                         layer.name), Q8
         return g.op("Floor", [g.op("Clip", [v, g.const(lo), g.const(hi)], layer.name)], layer.name), ROWS
+
+    def _unjoined(self, tensor: str) -> bool:
+        """Whether ``tensor`` is a tiled per-pixel dilation output whose tiles nobody joined yet."""
+        return tensor in self.tiles and (tensor, Q8) not in self.vals
 
     def _bytes_only(self, tensor: str) -> bool:
         """Whether every consumer of ``tensor`` reads it as bytes (and it is not a graph output)."""
